@@ -1,0 +1,75 @@
+"""Fields every config shares; per-size configs import this and change fields.
+
+Each field is documented once here. Override any of them from the command
+line, e.g. `--config.optim.lr=1e-4 --config.model.world.preset=core`.
+"""
+
+import ml_collections
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  """The full set of fields with their defaults (base-size model, 256 px)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # ---- data ----
+  config.data = data = ml_collections.ConfigDict()
+  data.source = "synthetic"      # synthetic | photo | h5 | geotiff
+  data.root = ""                 # photo folders root / GeoTIFF folder
+  data.train_file = ""           # PanCollection .h5 files
+  data.val_file = ""
+  data.test_file = ""
+  data.num_bands = 4
+  data.ratio = 4
+  data.max_value = 2047.0        # sensor units of 1.0 (255 for 8-bit data)
+  data.sensor = "WV3"            # MTF filters for Wald's protocol
+  data.image_size = 256          # training crop size (PAN/GT pixels)
+  data.worker_count = 0          # grain worker processes (0 = in-process)
+  data.synthetic = ml_collections.ConfigDict()
+  data.synthetic.scene_size = 256    # GT size of one synthetic scene
+  data.synthetic.num_train = 256
+  data.synthetic.num_val = 16
+  data.synthetic.num_test = 16
+  data.augment = ml_collections.ConfigDict()
+  data.augment.flips = True
+  data.augment.rot90 = True
+  data.augment.jitter = 0.0      # max relative brightness/contrast jitter
+
+  # ---- model ----
+  config.model = model = ml_collections.ConfigDict()
+  model.name = "conv_gppnn"
+  model.size = "base"
+  model.dtype = "float32"        # compute dtype; params stay float32
+  model.remat = False
+
+  # ---- loss weights (SPEC §3) ----
+  config.loss = loss = ml_collections.ConfigDict()
+  loss.l1 = 1.0
+  loss.gradient = 0.3
+  loss.ssim = 0.2
+  loss.edge = 0.15
+  loss.fft = 0.1
+  loss.scale_weights = (1.0, 0.5, 0.25)  # full, 1/2, 1/4 outputs
+
+  # ---- optimisation ----
+  config.optim = optim = ml_collections.ConfigDict()
+  optim.lr = 2e-4
+  optim.weight_decay = 1e-4
+  optim.b1 = 0.9
+  optim.b2 = 0.999
+  optim.clip_norm = 1.0
+  optim.warmup_steps = 500
+  optim.min_lr = 1e-7
+  optim.restart_period = 20_000  # T_0 in steps (0 = plain cosine to the end)
+  optim.restart_mult = 2         # T_mult
+  optim.ema_decay = 0.9999
+
+  # ---- loop ----
+  config.batch_size = 8          # global batch size
+  config.num_train_steps = 100_000
+  config.log_every = 100
+  config.eval_every = 2_000
+  config.checkpoint_every = 2_000
+  config.keep_checkpoints = 3
+  config.eval_batch_size = 4
+  return config

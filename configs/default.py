@@ -1,0 +1,24 @@
+"""Tiny model on embedded synthetic data: a complete run in minutes on a CPU."""
+
+from configs import common
+
+
+def get_config():
+  config = common.get_base_config()
+  config.data.num_bands = 4
+  config.data.image_size = 64
+  config.data.synthetic.scene_size = 64
+  config.data.synthetic.num_train = 128
+  config.data.synthetic.num_val = 8
+  config.data.synthetic.num_test = 8
+  config.model.size = "tiny"
+  config.optim.lr = 2e-3
+  config.optim.warmup_steps = 30
+  config.optim.restart_period = 0
+  config.optim.ema_decay = 0.99
+  config.batch_size = 8
+  config.num_train_steps = 300
+  config.log_every = 25
+  config.eval_every = 150
+  config.checkpoint_every = 100
+  return config

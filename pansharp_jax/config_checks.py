@@ -1,0 +1,36 @@
+"""Checks a resolved config before anything runs; each failure names the field."""
+
+_SOURCES = ("synthetic", "photo", "h5", "geotiff")
+_DTYPES = ("float32", "bfloat16")
+
+
+class ConfigError(ValueError):
+  """An invalid config value; the message starts with the field name."""
+
+
+def _require(condition, field, problem):
+  if not condition:
+    raise ConfigError(f"config.{field}: {problem}")
+
+
+def validate(config) -> None:
+  data = config.data
+  ratio = int(data.ratio)
+  _require(ratio in (2, 4, 8), "data.ratio", f"must be 2, 4 or 8, got {ratio}")
+  size = int(data.image_size)
+  _require(size > 0 and size % 4 == 0 and size % ratio == 0, "data.image_size",
+           f"must be a positive multiple of 4 and of data.ratio, got {size}")
+  _require(int(data.num_bands) in (3, 4, 8), "data.num_bands",
+           f"must be 3, 4 or 8, got {data.num_bands}")
+  _require(data.source in _SOURCES, "data.source",
+           f"must be one of {', '.join(_SOURCES)}, got {data.source!r}")
+  _require(float(data.max_value) > 0, "data.max_value", "must be positive")
+  _require(config.model.dtype in _DTYPES, "model.dtype",
+           f"must be one of {', '.join(_DTYPES)}, got {config.model.dtype!r}")
+  _require(int(config.batch_size) > 0, "batch_size", "must be positive")
+  _require(int(config.num_train_steps) > 0, "num_train_steps", "must be positive")
+  for field in ("log_every", "eval_every", "checkpoint_every", "eval_batch_size"):
+    _require(int(config[field]) > 0, field, "must be positive")
+  _require(float(config.optim.lr) > 0, "optim.lr", "must be positive")
+  _require(0 <= float(config.optim.ema_decay) < 1, "optim.ema_decay",
+           "must be in [0, 1)")

@@ -1,0 +1,82 @@
+"""grain input pipelines: shuffled, augmented training batches and ordered eval batches.
+
+Training: shuffle -> repeat -> random crop + paired flips/rot90/jitter -> batch.
+All four arrays of a sample get the same geometric transform, so GT, MS, LMS
+and PAN stay aligned. Each host reads its own slice of the source.
+"""
+
+import dataclasses
+
+import grain
+import numpy as np
+
+KEYS = ("gt", "ms", "lms", "pan")
+
+
+@dataclasses.dataclass(frozen=True)
+class CropAugment(grain.transforms.RandomMap):
+  """Random crop of `size` PAN pixels (aligned to the MS grid) plus paired augmentation."""
+
+  size: int
+  ratio: int
+  flips: bool = True
+  rot90: bool = True
+  jitter: float = 0.0
+
+  def random_map(self, sample, rng: np.random.Generator):
+    height, width = sample["pan"].shape[:2]
+    if height < self.size or width < self.size:
+      raise ValueError(f"sample of {height}x{width} px is smaller than "
+                       f"data.image_size={self.size}")
+    # Offsets on the MS grid so the MS crop is exactly the PAN crop / ratio.
+    top = self.ratio * rng.integers(0, (height - self.size) // self.ratio + 1)
+    left = self.ratio * rng.integers(0, (width - self.size) // self.ratio + 1)
+    out = {}
+    for key in KEYS:
+      if key not in sample:
+        continue
+      scale = self.ratio if key == "ms" else 1
+      t, l, s = top // scale, left // scale, self.size // scale
+      out[key] = sample[key][t:t + s, l:l + s]
+    k = rng.integers(0, 4) if self.rot90 else 0
+    flip = self.flips and rng.random() < 0.5
+    gain, bias = 1.0, 0.0
+    if self.jitter > 0:
+      gain = 1.0 + rng.uniform(-self.jitter, self.jitter)
+      bias = rng.uniform(-self.jitter, self.jitter) / 2
+    for key, value in out.items():
+      value = np.rot90(value, k, axes=(0, 1))
+      if flip:
+        value = value[:, ::-1]
+      if key != "pan":  # brightness/contrast act on the MS radiometry only
+        value = np.clip(value * gain + bias, 0.0, 1.0)
+      out[key] = np.ascontiguousarray(value, dtype=np.float32)
+    return out
+
+
+def _host_slice(dataset, process_index: int, process_count: int):
+  return dataset[process_index::process_count] if process_count > 1 else dataset
+
+
+def train_dataset(source, data_config, *, batch_size: int, seed: int,
+                  process_index: int = 0, process_count: int = 1):
+  """Infinite IterDataset of augmented training batches of `batch_size` (per host)."""
+  augment = CropAugment(size=int(data_config.image_size),
+                        ratio=int(data_config.ratio),
+                        flips=bool(data_config.augment.flips),
+                        rot90=bool(data_config.augment.rot90),
+                        jitter=float(data_config.augment.jitter))
+  ds = grain.MapDataset.source(source)
+  ds = _host_slice(ds, process_index, process_count)
+  ds = ds.shuffle(seed=seed).repeat().random_map(augment, seed=seed)
+  ds = ds.batch(batch_size, drop_remainder=True).to_iter_dataset()
+  workers = int(data_config.worker_count)
+  if workers > 0:
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+  return ds
+
+
+def eval_batches(source, batch_size: int):
+  """Ordered batches over a whole split (the last one may be smaller)."""
+  ds = grain.MapDataset.source(source).batch(batch_size, drop_remainder=False)
+  return iter(ds)

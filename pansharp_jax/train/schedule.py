@@ -1,0 +1,34 @@
+"""Learning-rate schedule: linear warmup, then cosine with warm restarts (SGDR)."""
+
+import jax.numpy as jnp
+import optax
+
+
+def warmup_cosine_restarts(*, peak: float, warmup_steps: int, total_steps: int,
+                           period: int, period_mult: float,
+                           floor: float) -> optax.Schedule:
+  """Linear warmup to `peak`, then cosine cycles decaying to `floor`.
+
+  Cycle k lasts `period * period_mult**k` steps. `period=0` means a single
+  cosine over the rest of training.
+  """
+  decay_steps = max(total_steps - warmup_steps, 1)
+  period = period or decay_steps
+
+  def schedule(step):
+    step = jnp.asarray(step, jnp.float32)
+    warm = peak * jnp.minimum(1.0, (step + 1) / max(warmup_steps, 1))
+    t = jnp.maximum(step - warmup_steps, 0.0)
+    if period_mult == 1:
+      cycle_start, cycle_len = jnp.floor(t / period) * period, float(period)
+    else:
+      # Index of the cycle containing t: sum_{i<k} period*m^i <= t.
+      k = jnp.floor(jnp.log1p(t / period * (period_mult - 1)) /
+                    jnp.log(period_mult))
+      cycle_start = period * (period_mult**k - 1) / (period_mult - 1)
+      cycle_len = period * period_mult**k
+    progress = jnp.clip((t - cycle_start) / cycle_len, 0.0, 1.0)
+    cosine = floor + 0.5 * (peak - floor) * (1 + jnp.cos(jnp.pi * progress))
+    return jnp.where(step < warmup_steps, warm, cosine)
+
+  return schedule

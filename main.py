@@ -7,7 +7,7 @@
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -15,6 +15,21 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, logs, reports).")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "evaluate"], "What to do.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _parse_flags(argv):
+  """absl flag parsing with one-line errors for bad overrides (no traceback)."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(str(e))
+  except (AttributeError, KeyError) as e:  # ml_collections: unknown field
+    _fail(f"config override: no such field {str(e).strip(chr(34))}")
+
+
+def _fail(message: str):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
 
 
 def main(argv):
@@ -36,10 +51,8 @@ def main(argv):
     else:
       evaluate.evaluate_workdir(config, _WORKDIR.value)
   except (config_checks.ConfigError, DataError, FileNotFoundError) as e:
-    logging.flush()
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    _fail(str(e))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

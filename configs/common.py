@@ -62,14 +62,32 @@ def get_base_config() -> ml_collections.ConfigDict:
   optim.min_lr = 1e-7
   optim.restart_period = 20_000  # T_0 in steps (0 = plain cosine to the end)
   optim.restart_mult = 2         # T_mult
-  optim.ema_decay = 0.9999
+  optim.ema_decay = 0.9999       # EMA of params, used for validation and export
+  optim.grad_accum_steps = 1     # micro-batches per update (optax.MultiSteps)
+  optim.plateau = plateau = ml_collections.ConfigDict()
+  plateau.enabled = False        # scale the lr down when the train loss stalls
+  plateau.factor = 0.5
+  plateau.patience = 5           # windows without improvement before a cut
+  plateau.window = 500           # updates whose mean loss is one comparison
+  plateau.cooldown = 0           # windows to wait after a cut
 
   # ---- loop ----
-  config.batch_size = 8          # global batch size
-  config.num_train_steps = 100_000
+  config.batch_size = 8          # global batch size; -1 = pick by memory probe
+  config.auto_batch_size = False  # same as batch_size=-1
+  config.num_train_steps = 100_000  # batches (micro-batches with accumulation)
   config.log_every = 100
   config.eval_every = 2_000
   config.checkpoint_every = 2_000
   config.keep_checkpoints = 3
   config.eval_batch_size = 4
+  config.best_metric = "psnr"    # validation metric that picks WORKDIR/best
+  config.best_mode = "max"       # max | min
+  config.max_nonfinite = 10      # stop after this many non-finite steps in a row
+
+  # ---- memory probe (--mode=probe, batch_size=-1) ----
+  config.probe = probe = ml_collections.ConfigDict()
+  probe.memory_fraction = 0.9    # share of the device memory a step may use
+  probe.cpu_budget_gb = 16.0     # device memory assumed where none is reported
+  probe.max_batch_size = 64      # largest global batch tried (halved from here)
+  probe.confirm = True           # run one real step at the pick
   return config

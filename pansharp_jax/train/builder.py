@@ -1,4 +1,4 @@
-"""Builds the model, optimizer, schedule and initial train state from a config."""
+"""Builds the model, optimizer, initial state and the jitted step from a config."""
 
 import functools
 
@@ -6,27 +6,58 @@ import jax
 import numpy as np
 
 from pansharp_jax.models import registry
-from pansharp_jax.train import parallel, schedule as schedule_lib
+from pansharp_jax.train import optimizer as optimizer_lib, parallel
+from pansharp_jax.train import schedule as schedule_lib
 from pansharp_jax.train import state as state_lib, step as step_lib
 
 
-def build(config, mesh):
-  """Model, optimizer, schedule and a sharded initial state (no data read)."""
-  model = registry.build_model(config.model, int(config.data.num_bands))
-  schedule = schedule_lib.warmup_cosine_restarts(
+def make_schedule(config):
+  return schedule_lib.warmup_cosine_restarts(
       peak=config.optim.lr, warmup_steps=config.optim.warmup_steps,
       total_steps=config.num_train_steps, period=config.optim.restart_period,
       period_mult=config.optim.restart_mult, floor=config.optim.min_lr)
-  optimizer = state_lib.make_optimizer(config.optim, schedule)
+
+
+def make_init(config, model, optimizer, mesh):
+  """Jitted `rng -> TrainState`, replicated over the mesh (reads no data)."""
   size, ratio, bands = (int(config.data.image_size), int(config.data.ratio),
                         int(config.data.num_bands))
+  # Batch 1 is enough: parameter and model-state shapes do not depend on it.
   sample = {"ms": np.zeros((1, size // ratio, size // ratio, bands), np.float32),
             "pan": np.zeros((1, size, size, 1), np.float32),
             "lms": np.zeros((1, size, size, bands), np.float32)}
-  init = jax.jit(functools.partial(state_lib.init_state, model, optimizer),
-                 out_shardings=parallel.replicated(mesh))
-  state = init(sample, jax.random.PRNGKey(config.seed))
-  return model, optimizer, schedule, state
+  return jax.jit(
+      lambda rng: state_lib.init_state(model, optimizer, sample, rng),
+      out_shardings=parallel.replicated(mesh))
+
+
+def make_model_and_optimizer(config):
+  """The model named by the config, its optimizer and the lr schedule."""
+  model = registry.build_model(config.model, int(config.data.num_bands))
+  schedule = make_schedule(config)
+  return model, optimizer_lib.make_optimizer(config.optim, schedule), schedule
+
+
+def build(config, mesh):
+  """Model, optimizer, schedule and a replicated initial state."""
+  model, optimizer, schedule = make_model_and_optimizer(config)
+  init = make_init(config, model, optimizer, mesh)
+  return model, optimizer, schedule, init(jax.random.PRNGKey(config.seed))
+
+
+def abstract_state(config, model, optimizer, mesh):
+  """ShapeDtypeStructs (with shardings) of the initial state; allocates nothing."""
+  init = make_init(config, model, optimizer, mesh)
+  return jax.eval_shape(init, jax.random.PRNGKey(config.seed))
+
+
+def jit_train_step(model, optimizer, config, mesh):
+  """The train step, jitted with batch-sharded inputs and a donated state."""
+  return jax.jit(
+      step_lib.make_train_step(model, optimizer, config),
+      in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+      out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
+      donate_argnums=(0,))
 
 
 def make_predict(model):

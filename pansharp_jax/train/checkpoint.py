@@ -1,22 +1,41 @@
-"""Orbax checkpoints of the train state and the grain iterator, under WORKDIR/checkpoints."""
+"""Orbax checkpoints: the train state and grain iterator under WORKDIR/checkpoints,
+the exported best model (EMA params) under WORKDIR/best.
+
+A checkpoint step directory appears only once it is complete (orbax writes to
+a temporary name and renames), so a kill mid-save leaves the previous
+checkpoints intact. A finished checkpoint whose files were damaged later is
+skipped on restore in favour of the one before it.
+"""
 
 import os
+import shutil
 
+from absl import logging
 import grain
 import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint in a directory that has some could be restored."""
 
 
 def make_manager(workdir: str, config) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
       max_to_keep=int(config.keep_checkpoints), create=True,
-      enable_async_checkpointing=True)
+      enable_async_checkpointing=True,
+      # Leftovers of a save that was killed midway.
+      cleanup_tmp_directories=True)
   return ocp.CheckpointManager(
       os.path.abspath(os.path.join(workdir, "checkpoints")), options=options)
 
 
 def save(manager: ocp.CheckpointManager, state, data_iter, *, force=False) -> bool:
+  """Saves (asynchronously) at `state.step` unless that step is already saved."""
   step = int(jax.device_get(state.step))
+  if manager.latest_step() == step:
+    return False
   args = {"state": ocp.args.StandardSave(state)}
   if data_iter is not None:
     args["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
@@ -24,22 +43,93 @@ def save(manager: ocp.CheckpointManager, state, data_iter, *, force=False) -> bo
 
 
 def restore_latest(manager: ocp.CheckpointManager, abstract_state, data_iter):
-  """Restores the newest checkpoint into the shapes/shardings of `abstract_state`.
+  """Restores the newest checkpoint that reads back, into `abstract_state`'s
+  shapes and shardings; the grain iterator, when given, is restored in place.
 
-  Returns the restored state, or None when there is no checkpoint. The grain
-  iterator, when given, is restored in place.
+  Returns None when there is no checkpoint. A checkpoint that fails to load
+  is skipped with a warning and the one before it is tried; if none loads
+  (e.g. the config no longer matches them), raises CheckpointError.
   """
-  step = manager.latest_step()
-  if step is None:
-    return None
-  args = {"state": ocp.args.StandardRestore(abstract_state)}
-  if data_iter is not None:
-    args["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
-  restored = manager.restore(step, args=ocp.args.Composite(**args))
-  return restored["state"]
+  steps = sorted(manager.all_steps(), reverse=True)
+  errors = []
+  for step in steps:
+    args = {"state": ocp.args.StandardRestore(abstract_state)}
+    if data_iter is not None:
+      args["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(**args))
+    except Exception as e:  # pylint: disable=broad-except
+      # Orbax and tensorstore report damaged files with many exception types.
+      logging.warning("Checkpoint %s/%d does not load (%s: %s); trying the one "
+                      "before it.", manager.directory, step, type(e).__name__, e)
+      errors.append(f"step {step}: {type(e).__name__}: {e}")
+      continue
+    return restored["state"]
+  if errors:
+    raise CheckpointError(
+        f"{manager.directory}: no checkpoint loads ({'; '.join(errors)[:2000]})")
+  return None
+
+
+def set_aside_newer(manager: ocp.CheckpointManager, step: int) -> list[int]:
+  """Moves checkpoints newer than `step` (ones that failed to load) to
+  `checkpoints.damaged/`, so training can save those steps again."""
+  newer = [s for s in manager.all_steps() if s > step]
+  if newer and jax.process_index() == 0:
+    damaged = f"{manager.directory}.damaged"
+    os.makedirs(damaged, exist_ok=True)
+    for s in newer:
+      target = os.path.join(damaged, str(s))
+      shutil.rmtree(target, ignore_errors=True)
+      os.rename(os.path.join(manager.directory, str(s)), target)
+      logging.warning("Moved unreadable checkpoint %d to %s", s, target)
+  if newer:
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("checkpoint.set_aside_newer")
+    manager.reload()
+  return newer
 
 
 def abstract_like(tree):
   """ShapeDtypeStructs (with shardings) describing `tree`, for restoring into."""
   return jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+# ---- best model export ----
+
+def make_best_manager(workdir: str) -> ocp.CheckpointManager:
+  """WORKDIR/best: the EMA params of the best validation so far (one kept)."""
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=1, create=True, enable_async_checkpointing=True,
+      cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "best")),
+                               options=options)
+
+
+def save_best(manager: ocp.CheckpointManager, state, info: dict) -> None:
+  """Exports the EMA model as flax variables ({'params': EMA, **model_state})
+  with `info` (step, metric, value)."""
+  step = int(jax.device_get(state.step))
+  if manager.latest_step() == step:
+    return
+  variables = {"params": state.ema_params, **state.model_state}
+  manager.save(step, force=True, args=ocp.args.Composite(
+      variables=ocp.args.StandardSave(variables), info=ocp.args.JsonSave(info)))
+
+
+def restore_best(workdir: str, abstract_variables):
+  """(variables, info) exported to WORKDIR/best, or None if there are none."""
+  if not os.path.isdir(os.path.join(workdir, "best")):
+    return None
+  manager = make_best_manager(workdir)
+  try:
+    step = manager.latest_step()
+    if step is None:
+      return None
+    restored = manager.restore(step, args=ocp.args.Composite(
+        variables=ocp.args.StandardRestore(abstract_variables),
+        info=ocp.args.JsonRestore()))
+    return restored["variables"], restored["info"]
+  finally:
+    manager.close()

@@ -1,4 +1,8 @@
-"""The training loop: one readable function, in sections (big_vision style)."""
+"""The training loop: one readable function, in sections (big_vision style).
+
+Always resumes from WORKDIR/checkpoints when there is a checkpoint there, so
+running the same command again continues (or, when finished, only evaluates).
+"""
 
 import json
 import os
@@ -8,10 +12,14 @@ from absl import logging
 import jax
 import numpy as np
 
-from pansharp_jax import evaluate
+from pansharp_jax import config_checks, evaluate
 from pansharp_jax.data import pipeline, sources
-from pansharp_jax.train import builder, checkpoint, parallel, step as step_lib
-from pansharp_jax.train.logging import MetricWriter
+from pansharp_jax.train import builder, checkpoint, memory, parallel, preemption
+from pansharp_jax.train import logging as log_lib
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss stayed NaN/Inf for `max_nonfinite` steps in a row."""
 
 
 def _save_config(config, workdir):
@@ -20,15 +28,36 @@ def _save_config(config, workdir):
     f.write(config.to_json_best_effort(indent=2))
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains (resuming from WORKDIR/checkpoints if present), evaluates, reports."""
+def _improves(value: float, best: float, mode: str) -> bool:
+  if np.isnan(best):
+    return True
+  return value > best if mode == "max" else value < best
+
+
+def train_and_evaluate(config, workdir: str) -> dict | None:
+  """Trains (resuming from WORKDIR/checkpoints), validates, reports.
+
+  Returns the final evaluation report, or None when a SIGTERM/SIGINT stopped
+  the run (after it saved a checkpoint). Raises NonFiniteLossError when the
+  loss stays non-finite; the checkpoints already written are kept.
+  """
   is_chief = jax.process_index() == 0
   if is_chief:
     _save_config(config, workdir)
 
   # ---- mesh ----
   mesh = parallel.make_mesh()
-  host_batch = parallel.check_batch_size(int(config.batch_size), mesh)
+
+  # ---- model ----
+  model, optimizer, _ = builder.make_model_and_optimizer(config)
+  train_step = builder.jit_train_step(model, optimizer, config, mesh)
+  abstract_state = builder.abstract_state(config, model, optimizer, mesh)
+  batch_size = int(config.batch_size)
+  if batch_size == -1 or config.auto_batch_size:
+    probed = memory.probe(config, mesh, model, optimizer, train_step)
+    logging.info("Memory probe:\n%s", memory.format_table(probed))
+    batch_size = probed.batch_size
+  host_batch = parallel.check_batch_size(batch_size, mesh)
 
   # ---- input ----
   train_source = sources.make_source(config.data, "train")
@@ -37,61 +66,141 @@ def train_and_evaluate(config, workdir: str) -> dict:
       train_source, config.data, batch_size=host_batch, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count()))
 
-  # ---- model + state ----
-  model, optimizer, schedule, state = builder.build(config, mesh)
-
-  # ---- checkpoint / resume ----
+  # ---- state: resume or init ----
   manager = checkpoint.make_manager(workdir, config)
-  restored = checkpoint.restore_latest(
-      manager, checkpoint.abstract_like(state), train_iter)
-  if restored is not None:
-    state = restored
+  state = checkpoint.restore_latest(manager, abstract_state, train_iter)
+  if state is None:
+    state = builder.make_init(config, model, optimizer, mesh)(
+        jax.random.PRNGKey(config.seed))
+  else:
+    checkpoint.set_aside_newer(manager, int(state.step))
     logging.info("Resumed from step %d", int(state.step))
+  if is_chief:
+    log_lib.log_parameter_overview(state.params, workdir)
 
-  # ---- update ----
-  train_step = jax.jit(
-      step_lib.make_train_step(model, optimizer, schedule, config),
-      in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-      out_shardings=(parallel.replicated(mesh), parallel.replicated(mesh)),
-      donate_argnums=(0,))
-  predict = builder.make_predict(model)
+  # ---- compile ----
+  # Ahead of time, to report XLA's memory estimate; the first call reuses it.
+  compiled = train_step.lower(
+      abstract_state, parallel.abstract_batch(config, batch_size, mesh)).compile()
+  usage = compiled.memory_analysis()
+  logging.info(
+      "Train step at global batch %d: %.3f GiB per device (arguments %.3f, "
+      "outputs %.3f, temporaries %.3f, aliased %.3f)", batch_size,
+      (usage.argument_size_in_bytes + usage.output_size_in_bytes +
+       usage.temp_size_in_bytes - usage.alias_size_in_bytes) / memory.GIB,
+      usage.argument_size_in_bytes / memory.GIB,
+      usage.output_size_in_bytes / memory.GIB,
+      usage.temp_size_in_bytes / memory.GIB,
+      usage.alias_size_in_bytes / memory.GIB)
 
   # ---- evals ----
-  def run_eval(state):
-    rows = evaluate.evaluate_source(
+  predict = builder.make_predict(model)
+  best_manager = checkpoint.make_best_manager(workdir)
+
+  def validate(state):
+    """Per-image rows of the EMA model (and the EXP baseline) on the val split."""
+    return evaluate.evaluate_source(
         lambda b: predict(state.ema_params, state.model_state, b), val_source,
         pipeline.eval_batches(val_source, int(config.eval_batch_size)))
-    return rows
+
+  def track_best(state, summary):
+    """Exports the EMA model when `config.best_metric` improves."""
+    name = config.best_metric
+    if name not in summary:
+      raise config_checks.ConfigError(
+          f"config.best_metric: {name!r} is not a validation metric (have "
+          f"{', '.join(sorted(summary))})")
+    value, best = summary[name], float(state.best_metric)
+    if not _improves(value, best, config.best_mode):
+      return state
+    state = state.replace(best_metric=jax.device_put(
+        np.float32(value), parallel.replicated(mesh)))
+    checkpoint.save_best(best_manager, state, {
+        "step": int(state.step), "metric": name, "value": value,
+        "mode": config.best_mode})
+    logging.info("New best %s=%.4f at step %d", name, value, int(state.step))
+    return state
 
   # ---- loop ----
-  writer = MetricWriter(workdir, enabled=is_chief)
-  first_step = int(state.step)
   total_steps = int(config.num_train_steps)
-  tick, tick_step = time.time(), first_step
-  for step in range(first_step + 1, total_steps + 1):
-    batch = parallel.shard_batch(next(train_iter), mesh)
-    state, metrics = train_step(state, batch)
-    if step % config.log_every == 0 or step == total_steps:
-      metrics = jax.device_get(metrics)
-      elapsed = time.time() - tick
-      metrics["step_time"] = elapsed / max(step - tick_step, 1)
-      metrics["images_per_sec"] = (step - tick_step) * config.batch_size / elapsed
-      writer.write(step, metrics)
-      tick, tick_step = time.time(), step
-    if step % config.eval_every == 0 and step != total_steps:
-      writer.write(step, evaluate.summarize(run_eval(state))["model"], "val")
-    if step % config.checkpoint_every == 0 or step == total_steps:
-      checkpoint.save(manager, state, train_iter)
-  manager.wait_until_finished()
+  first_step = int(state.step)
+  if first_step >= total_steps:
+    logging.info("Already trained to step %d of %d", first_step, total_steps)
+  progress = log_lib.Progress(total_steps, first_step, enabled=is_chief)
+  writer = log_lib.MetricWriter(
+      workdir, enabled=is_chief,
+      console=progress.write if progress.active else None)
+  max_nonfinite = int(config.max_nonfinite)
 
-  # ---- final report ----
-  rows = run_eval(state)
-  report = None
-  if is_chief:
-    report = evaluate.write_report(rows, os.path.join(workdir, "eval"),
-                                   {"step": int(state.step), "split": "val"})
-    writer.write(int(state.step), report["mean"]["model"], "val")
-    logging.info("Final: %s", json.dumps(report["mean"]))
-  writer.close()
-  manager.close()
-  return report
+  def check_finite(metrics, step):
+    """Stops when the streak of non-finite steps reaches max_nonfinite."""
+    streak = int(metrics["nonfinite"])
+    if streak >= max_nonfinite:
+      manager.wait_until_finished()
+      raise NonFiniteLossError(
+          f"training stopped at step {step}: the loss or its gradient was "
+          f"non-finite for {streak} steps in a row (steps {step - streak + 1}-"
+          f"{step}); those updates were skipped and the last checkpoint, step "
+          f"{manager.latest_step()}, is kept. Lower optim.lr, set "
+          "model.dtype=float32 or check the data.")
+
+  history, pending, final_rows, preempted = [], None, None, False
+  tick, paused = time.perf_counter(), 0.0
+  try:
+    with preemption.StopRequest() as stop:
+      for step in range(first_step + 1, total_steps + 1):
+        batch = parallel.shard_batch(next(train_iter), mesh)
+        state, metrics = train_step(state, batch)
+        history.append(metrics)
+        # The previous step's streak: reading it waits for that step only,
+        # so the device always has the current one queued.
+        if pending is not None:
+          check_finite(pending, step - 1)
+        pending = metrics
+        progress.update()
+
+        if step % config.log_every == 0 or step == total_steps:
+          check_finite(metrics, step)
+          summary = log_lib.average_metrics(jax.device_get(history))
+          elapsed = time.perf_counter() - tick - paused
+          summary["step_time"] = elapsed / len(history)
+          summary["images_per_sec"] = len(history) * batch_size / elapsed
+          summary.update(memory.device_memory())
+          writer.write(step, summary)
+          progress.set_postfix(loss=summary["loss"], psnr=summary["psnr"])
+          history, tick, paused = [], time.perf_counter(), 0.0
+
+        start = time.perf_counter()
+        if step % config.eval_every == 0 or step == total_steps:
+          rows = validate(state)
+          summary = evaluate.summarize(rows)["model"]
+          state = track_best(state, summary)
+          if step == total_steps:
+            final_rows = rows
+          else:
+            writer.write(step, summary, "val")
+        if step % config.checkpoint_every == 0 or step == total_steps:
+          checkpoint.save(manager, state, train_iter)
+        if parallel.any_process(stop.requested):
+          checkpoint.save(manager, state, train_iter, force=True)
+          logging.warning("Stopped by %s at step %d; checkpoint saved. Run the "
+                          "same command to resume.", stop.signal_name, step)
+          preempted = True
+          break
+        paused += time.perf_counter() - start
+
+    # ---- final report ----
+    report = None
+    if not preempted:
+      rows = final_rows or validate(state)
+      if is_chief:
+        report = evaluate.write_report(rows, os.path.join(workdir, "eval"),
+                                       {"step": int(state.step), "split": "val"})
+        writer.write(int(state.step), report["mean"]["model"], "val")
+        logging.info("Final: %s", json.dumps(report["mean"]))
+    return report
+  finally:
+    progress.close()
+    writer.close()
+    best_manager.close()  # close() waits for pending async saves
+    manager.close()

@@ -9,17 +9,19 @@ def warmup_cosine_restarts(*, peak: float, warmup_steps: int, total_steps: int,
                            floor: float) -> optax.Schedule:
   """Linear warmup to `peak`, then cosine cycles decaying to `floor`.
 
-  Cycle k lasts `period * period_mult**k` steps. `period=0` means a single
-  cosine over the rest of training.
+  Cycle k lasts `period * period_mult**k` steps and starts again at `peak`
+  (SGDR's T_0 and T_mult). `period=0` means a single cosine over the rest of
+  training, ending at `floor`.
   """
   decay_steps = max(total_steps - warmup_steps, 1)
-  period = period or decay_steps
 
   def schedule(step):
     step = jnp.asarray(step, jnp.float32)
     warm = peak * jnp.minimum(1.0, (step + 1) / max(warmup_steps, 1))
     t = jnp.maximum(step - warmup_steps, 0.0)
-    if period_mult == 1:
+    if not period:
+      cycle_start, cycle_len = 0.0, float(decay_steps)
+    elif period_mult == 1:
       cycle_start, cycle_len = jnp.floor(t / period) * period, float(period)
     else:
       # Index of the cycle containing t: sum_{i<k} period*m^i <= t.

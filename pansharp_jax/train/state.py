@@ -5,35 +5,34 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import optax
 
 
 @flax.struct.dataclass
 class TrainState:
-  step: jax.Array
+  """One run's mutable state; the grain iterator is checkpointed beside it."""
+
+  step: jax.Array          # batches consumed (int32)
   params: Any
-  ema_params: Any
+  ema_params: Any          # used for validation and the exported best model
   opt_state: Any
-  model_state: Any   # non-param collections (e.g. the WSM 'world_state')
-  rng: jax.Array
-
-
-def make_optimizer(optim_config, schedule: optax.Schedule):
-  """AdamW with global-norm clipping."""
-  return optax.chain(
-      optax.clip_by_global_norm(optim_config.clip_norm),
-      optax.adamw(schedule, b1=optim_config.b1, b2=optim_config.b2,
-                  weight_decay=optim_config.weight_decay))
+  model_state: Any         # non-param collections (the WSM 'world_state')
+  rng: jax.Array           # base key; each step folds its index in
+  best_metric: jax.Array   # best validation value so far (NaN before any)
+  nonfinite: jax.Array     # non-finite steps in a row (int32)
 
 
 def init_state(model, optimizer, sample_batch, rng) -> TrainState:
   """Initialises params, EMA, optimizer and model state from one batch's shapes."""
   init_rng, gumbel_rng, dropout_rng, rng = jax.random.split(rng, 4)
-  variables = model.init(
+  variables = dict(model.init(
       {"params": init_rng, "gumbel": gumbel_rng, "dropout": dropout_rng},
-      sample_batch["ms"], sample_batch["pan"], sample_batch["lms"], train=False)
-  variables = dict(variables)
+      sample_batch["ms"], sample_batch["pan"], sample_batch["lms"], train=False))
   params = variables.pop("params")
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    ema_params=params, opt_state=optimizer.init(params),
-                    model_state=variables, rng=rng)
+  state = TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
+      opt_state=optimizer.init(params), model_state=variables, rng=rng,
+      best_metric=jnp.full((), jnp.nan, jnp.float32),
+      nonfinite=jnp.zeros((), jnp.int32))
+  # Strong dtypes everywhere, so a restored state has the same avals as a
+  # fresh one and the compiled step is reused.
+  return jax.tree.map(lambda x: jnp.asarray(x, x.dtype), state)

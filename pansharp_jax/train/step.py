@@ -1,4 +1,4 @@
-"""The jitted training step and the evaluation forward pass."""
+"""The training step and the evaluation forward pass (pure functions, jitted by builder)."""
 
 import functools
 
@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import optax
 
 from pansharp_jax import losses
+from pansharp_jax.train import optimizer as optimizer_lib
 from pansharp_jax.train.state import TrainState
 
 
@@ -16,45 +17,63 @@ def batch_psnr(pred, target):
   return jnp.mean(-10.0 * jnp.log10(jnp.maximum(mse, 1e-12)))
 
 
-def _ema_update(ema, params, decay, step):
-  # Ramp the decay up early so the EMA is not dominated by the random init.
+def ema_update(ema, params, decay, step):
+  """One EMA step; the decay ramps up early so the random init fades fast."""
   decay = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
   return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
-def train_step(state: TrainState, batch, *, model, optimizer, schedule, config):
-  """One optimisation step; returns the new state and scalar metrics."""
+def train_step(state: TrainState, batch, *, model, optimizer, config):
+  """One batch: forward, losses, backward, update, EMA; returns (state, metrics).
+
+  A non-finite loss or gradient leaves params, optimizer, EMA and model state
+  untouched; the step still counts (its batch is consumed) and so does the
+  `nonfinite` streak, which the loop turns into a stop.
+  """
   step_rng = jax.random.fold_in(state.rng, state.step)
   gumbel_rng, dropout_rng = jax.random.split(step_rng)
-  mutable = list(state.model_state.keys())
+  mutable = list(state.model_state)
 
   def loss_fn(params):
-    outputs, new_model_state = model.apply(
+    outputs, model_state = model.apply(
         {"params": params, **state.model_state},
         batch["ms"], batch["pan"], batch["lms"], train=True,
         rngs={"gumbel": gumbel_rng, "dropout": dropout_rng}, mutable=mutable)
     total, terms = losses.compute_losses(outputs, batch, config.loss)
-    return total, (terms, new_model_state, outputs[-1])
+    return total, (terms, model_state, outputs[-1])
 
   (total, (terms, model_state, full)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
-  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  grad_norm = optax.tree.norm(grads)
+  finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
+
+  updates, opt_state = optimizer.update(
+      grads, state.opt_state, state.params, value=total)
   params = optax.apply_updates(state.params, updates)
-  ema_params = _ema_update(state.ema_params, params, config.optim.ema_decay,
-                           state.step)
+  # With accumulation the params only move every k batches; so does the EMA.
+  ema_params = jax.tree.map(
+      functools.partial(jnp.where, optimizer_lib.applied_update(optimizer, opt_state)),
+      ema_update(state.ema_params, params, config.optim.ema_decay, state.step),
+      state.ema_params)
+  updated = state.replace(params=params, ema_params=ema_params,
+                          opt_state=opt_state, model_state=dict(model_state))
+  new_state = jax.tree.map(functools.partial(jnp.where, finite), updated, state)
+  new_state = new_state.replace(
+      step=state.step + 1,
+      nonfinite=jnp.where(finite, 0, state.nonfinite + 1).astype(jnp.int32))
+
   metrics = {"loss": total, **{f"loss_{k}": v for k, v in terms.items()},
-             "psnr": batch_psnr(full, batch["gt"]),
-             "grad_norm": optax.global_norm(grads),
-             "lr": schedule(state.step)}
-  new_state = state.replace(step=state.step + 1, params=params,
-                            ema_params=ema_params, opt_state=opt_state,
-                            model_state=dict(model_state))
+             "psnr": batch_psnr(full.astype(jnp.float32), batch["gt"]),
+             "grad_norm": grad_norm,
+             "lr": optimizer_lib.learning_rate(new_state.opt_state),
+             "skipped": 1 - finite.astype(jnp.int32),
+             "nonfinite": new_state.nonfinite}
   return new_state, metrics
 
 
-def make_train_step(model, optimizer, schedule, config):
+def make_train_step(model, optimizer, config):
   return functools.partial(train_step, model=model, optimizer=optimizer,
-                           schedule=schedule, config=config)
+                           config=config)
 
 
 def predict_fn(params, model_state, batch, *, model):

@@ -1,0 +1,154 @@
+"""Our model against the original PyTorch MambaIRv2-GPPNN, in one process.
+
+Both train with AdamW and an L1 loss on the three outputs (full, 1/2, 1/4
+against 2x2-average-pooled targets, summed), at the same model size (base
+or large), band count, image size and batch; one runs after the other. The
+script prints both step times, the eval-forward times and the ratio
+original / ours (above 1: ours is faster).
+
+The original's code is not part of this repository: pass a checkout of
+QJHWC/MambaIR-GPPNN with --original_path. PyTorch is a benchmark-only
+dependency (`pip install torch`, the CPU wheel is enough on a CPU host).
+
+  python -m benchmarks.compare_original --original_path=/tmp/mambair_gppnn \
+      --image_size=64 --batch_size=2
+"""
+
+import contextlib
+import importlib
+import io
+import os
+import sys
+import time
+
+from absl import app, flags
+import numpy as np
+
+from benchmarks import common
+from pansharp_jax.train import parallel
+
+_ORIGINAL_PATH = flags.DEFINE_string(
+    "original_path", None,
+    "A checkout of github.com/QJHWC/MambaIR-GPPNN; without it the script skips.")
+_SIZE = flags.DEFINE_enum("size", "base", ["base", "large"],
+                          "Model size (the original has base and large).")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "PAN/GT crop size.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 2, "Batch size.")
+_NUM_BANDS = flags.DEFINE_integer("num_bands", 3, "MS bands.")
+_WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed steps before timing.")
+_STEPS = flags.DEFINE_integer("steps", 3, "Timed steps; the median is reported.")
+_TORCH_THREADS = flags.DEFINE_integer(
+    "torch_threads", 0, "torch.set_num_threads (0: PyTorch's default).")
+
+_HEADER = ["model", "params", "compile s", "train step s", "train images/s",
+           "eval forward s", "eval images/s"]
+
+
+def _skip(message: str):
+  print(f"compare_original: skipped: {message}")
+  sys.exit(0)
+
+
+def _load_original(path: str):
+  """The original's model factory, imported from its checkout."""
+  if not os.path.isfile(os.path.join(path, "models", "mambair_gppnn.py")):
+    _skip(f"{path} is not a MambaIR-GPPNN checkout (no models/mambair_gppnn.py)")
+  sys.path.insert(0, os.path.abspath(path))
+  return importlib.import_module("models.mambair_gppnn").create_mambairv2_gppnn
+
+
+def _time(fn, *, warmup, steps):
+  """Median seconds of `steps` calls after `warmup` (PyTorch CPU is eager)."""
+  return common.time_calls(lambda _: fn(), None, warmup=warmup,
+                           steps=steps)[0]
+
+
+def _bench_original(torch, create_model):
+  """(params, train step s, eval forward s) of the original model."""
+  functional = torch.nn.functional
+  torch.manual_seed(0)
+  with contextlib.redirect_stdout(io.StringIO()):  # its constructor prints
+    model = create_model(_SIZE.value, ms_channels=_NUM_BANDS.value)
+  optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=1e-4)
+  b, s, c = _BATCH_SIZE.value, _IMAGE_SIZE.value, _NUM_BANDS.value
+  rng = np.random.default_rng(0)
+  ms, pan, gt = (torch.from_numpy(rng.random(shape, dtype=np.float32))
+                 for shape in ((b, c, s, s), (b, 1, s, s), (b, c, s, s)))
+  gt_half = functional.avg_pool2d(gt, 2)
+  gt_quarter = functional.avg_pool2d(gt_half, 2)
+
+  def train_step():
+    optimizer.zero_grad(set_to_none=True)
+    sr_1_4, sr_1_2, full = model(ms, pan)  # the original takes upsampled MS
+    loss = (functional.l1_loss(full, gt) +
+            functional.l1_loss(sr_1_2[0], gt_half) +
+            functional.l1_loss(sr_1_4[0], gt_quarter))
+    loss.backward()
+    optimizer.step()
+
+  def forward():
+    with torch.no_grad():
+      model(ms, pan)
+
+  model.train()
+  train_s = _time(train_step, warmup=_WARMUP.value, steps=_STEPS.value)
+  model.eval()
+  eval_s = _time(forward, warmup=_WARMUP.value, steps=_STEPS.value)
+  return sum(p.numel() for p in model.parameters()), train_s, eval_s
+
+
+def _bench_ours():
+  """(params, compile s, train step s, eval forward s) of our model."""
+  config = common.make_config(_SIZE.value, _IMAGE_SIZE.value, _BATCH_SIZE.value,
+                              _NUM_BANDS.value)
+  # The original's loss: L1 on the three outputs, summed with equal weights.
+  for term in ("gradient", "ssim", "edge", "fft"):
+    config.loss[term] = 0.0
+  config.loss.scale_weights = (1.0, 1.0, 1.0)
+  bench = common.Bench(config, parallel.make_mesh(1))
+  predict = bench.compile_predict()
+  eval_s = bench.time_predict(predict, warmup=_WARMUP.value,
+                              steps=_STEPS.value)[0]
+  train = bench.compile_train()
+  train_s = bench.time_train(train, warmup=_WARMUP.value, steps=_STEPS.value)[0]
+  return bench.num_params, train.compile_s, train_s, eval_s
+
+
+def _row(name, params, compile_s, train_s, eval_s):
+  b = _BATCH_SIZE.value
+  return [name, f"{params / 1e6:.2f}M", compile_s, f"{train_s:.3f}",
+          f"{b / train_s:.2f}", f"{eval_s:.3f}", f"{b / eval_s:.2f}"]
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not _ORIGINAL_PATH.value:
+    _skip("no --original_path (a checkout of QJHWC/MambaIR-GPPNN) given")
+  try:
+    torch = importlib.import_module("torch")
+  except ImportError:
+    _skip("PyTorch is not installed (pip install torch; benchmark-only)")
+  create_model = _load_original(_ORIGINAL_PATH.value)
+  if _TORCH_THREADS.value:
+    torch.set_num_threads(_TORCH_THREADS.value)
+
+  start = time.perf_counter()
+  original = _bench_original(torch, create_model)
+  print(f"original done in {time.perf_counter() - start:.0f} s",
+        file=sys.stderr, flush=True)
+  ours = _bench_ours()
+
+  common.print_header(
+      f"Versus the original: {_SIZE.value}, {_NUM_BANDS.value} bands, "
+      f"{_IMAGE_SIZE.value} px, batch {_BATCH_SIZE.value}",
+      (f"torch {torch.__version__}, {torch.get_num_threads()} threads",))
+  common.print_table(_HEADER, [
+      _row("original (PyTorch)", original[0], "-", *original[1:]),
+      _row("ours (JAX)", ours[0], f"{ours[1]:.1f}", *ours[2:])])
+  print(f"Ratio original / ours: train step {original[1] / ours[2]:.2f}x, "
+        f"eval forward {original[2] / ours[3]:.2f}x (above 1: ours is faster).")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -45,12 +45,6 @@ def build(config, mesh):
   return model, optimizer, schedule, init(jax.random.PRNGKey(config.seed))
 
 
-def abstract_state(config, model, optimizer, mesh):
-  """ShapeDtypeStructs (with shardings) of the initial state; allocates nothing."""
-  init = make_init(config, model, optimizer, mesh)
-  return jax.eval_shape(init, jax.random.PRNGKey(config.seed))
-
-
 def jit_train_step(model, optimizer, config, mesh):
   """The train step, jitted with batch-sharded inputs and a donated state."""
   return jax.jit(

@@ -33,7 +33,8 @@ class MetricWriter:
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
     for key, value in metrics.items():
-      self._tb.add_scalar(f"{prefix}/{key}", float(value), step)
+      if np.isfinite(value):  # a skipped step's NaN only makes TensorBoard warn
+        self._tb.add_scalar(f"{prefix}/{key}", float(value), step)
     self._tb.flush()
     shown = " ".join(f"{k}={float(v):.4g}" for k, v in metrics.items())
     self._console(f"[{prefix} {step}] {shown}")

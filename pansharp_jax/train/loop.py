@@ -50,8 +50,10 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
 
   # ---- model ----
   model, optimizer, _ = builder.make_model_and_optimizer(config)
+  init = builder.make_init(config, model, optimizer, mesh)
+  rng = jax.random.PRNGKey(config.seed)
+  abstract_state = jax.eval_shape(init, rng)
   train_step = builder.jit_train_step(model, optimizer, config, mesh)
-  abstract_state = builder.abstract_state(config, model, optimizer, mesh)
   batch_size = int(config.batch_size)
   if batch_size == -1 or config.auto_batch_size:
     probed = memory.probe(config, mesh, model, optimizer, train_step)
@@ -70,8 +72,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   manager = checkpoint.make_manager(workdir, config)
   state = checkpoint.restore_latest(manager, abstract_state, train_iter)
   if state is None:
-    state = builder.make_init(config, model, optimizer, mesh)(
-        jax.random.PRNGKey(config.seed))
+    state = init(rng)
   else:
     checkpoint.set_aside_newer(manager, int(state.step))
     logging.info("Resumed from step %d", int(state.step))
@@ -80,18 +81,14 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
 
   # ---- compile ----
   # Ahead of time, to report XLA's memory estimate; the first call reuses it.
-  compiled = train_step.lower(
-      abstract_state, parallel.abstract_batch(config, batch_size, mesh)).compile()
-  usage = compiled.memory_analysis()
-  logging.info(
-      "Train step at global batch %d: %.3f GiB per device (arguments %.3f, "
-      "outputs %.3f, temporaries %.3f, aliased %.3f)", batch_size,
-      (usage.argument_size_in_bytes + usage.output_size_in_bytes +
-       usage.temp_size_in_bytes - usage.alias_size_in_bytes) / memory.GIB,
-      usage.argument_size_in_bytes / memory.GIB,
-      usage.output_size_in_bytes / memory.GIB,
-      usage.temp_size_in_bytes / memory.GIB,
-      usage.alias_size_in_bytes / memory.GIB)
+  plan = memory.budget(config)
+  _, usage = memory.measure(train_step, abstract_state, batch_size, config,
+                            mesh, plan.bytes)
+  logging.log(logging.INFO if usage.fits else logging.WARNING,
+              "Train step at global batch %d needs %.3f GiB per device (%s %.2f "
+              "GiB budget, %s)", batch_size, usage.total / memory.GIB,
+              "within the" if usage.fits else "OVER the", plan.bytes / memory.GIB,
+              plan.source)
 
   # ---- evals ----
   predict = builder.make_predict(model)
@@ -160,7 +157,6 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
         progress.update()
 
         if step % config.log_every == 0 or step == total_steps:
-          check_finite(metrics, step)
           summary = log_lib.average_metrics(jax.device_get(history))
           elapsed = time.perf_counter() - tick - paused
           summary["step_time"] = elapsed / len(history)
@@ -169,6 +165,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
           writer.write(step, summary)
           progress.set_postfix(loss=summary["loss"], psnr=summary["psnr"])
           history, tick, paused = [], time.perf_counter(), 0.0
+          check_finite(metrics, step)
 
         start = time.perf_counter()
         if step % config.eval_every == 0 or step == total_steps:

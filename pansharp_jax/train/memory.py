@@ -127,8 +127,8 @@ class ProbeResult:
 def probe(config, mesh, model, optimizer, train_step) -> ProbeResult:
   """The largest global batch size whose train step fits the budget."""
   plan = budget(config)
-  state = builder.abstract_state(config, model, optimizer, mesh)
   init = builder.make_init(config, model, optimizer, mesh)
+  state = jax.eval_shape(init, jax.random.PRNGKey(0))
   rows = []
   for size in candidates(int(config.probe.max_batch_size), mesh.devices.size):
     compiled, m = measure(train_step, state, size, config, mesh, plan.bytes)

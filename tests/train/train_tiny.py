@@ -20,8 +20,8 @@ from configs import default
 FLAGS = ["--config.data.image_size=32", "--config.data.synthetic.scene_size=32",
          "--config.data.synthetic.num_train=8", "--config.data.synthetic.num_val=2",
          "--config.batch_size=2", "--config.optim.warmup_steps=2",
-         "--config.log_every=1", "--config.eval_every=8",
-         "--config.checkpoint_every=4"]
+         "--config.log_every=1", "--config.eval_every=10",
+         "--config.checkpoint_every=5"]
 
 
 class TinyNet(nn.Module):

@@ -1,0 +1,108 @@
+"""Checkpoints: round trip with the data iterator, fallback past damaged ones, best export."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+import train_tiny
+
+from pansharp_jax.data import pipeline, sources
+from pansharp_jax.train import builder, checkpoint, parallel
+
+
+@pytest.fixture(scope="module")
+def setup():
+  config = train_tiny.config(keep_checkpoints=5)
+  mesh = parallel.make_mesh()
+  model, optimizer, _ = builder.make_model_and_optimizer(config)
+  init = builder.make_init(config, model, optimizer, mesh)
+  source = sources.make_source(config.data, "train")
+  make_iter = lambda: iter(pipeline.train_dataset(
+      source, config.data, batch_size=config.batch_size, seed=0))
+  return config, init, make_iter
+
+
+def _equal(a, b):
+  for x, y in zip(jax.tree.leaves(jax.device_get(a)), jax.tree.leaves(jax.device_get(b))):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _save(manager, state, it, step):
+  state = state.replace(step=jax.numpy.asarray(step, jax.numpy.int32))
+  assert checkpoint.save(manager, state, it)
+  manager.wait_until_finished()
+  return state
+
+
+def test_round_trip_restores_state_and_data_position(setup, tmp_path):
+  config, init, make_iter = setup
+  state = init(jax.random.PRNGKey(1))
+  it = make_iter()
+  for _ in range(3):
+    next(it)
+  manager = checkpoint.make_manager(str(tmp_path), config)
+  state = _save(manager, state, it, 3)
+  expected_batch = next(it)
+
+  fresh_iter = make_iter()
+  restored = checkpoint.restore_latest(
+      manager, checkpoint.abstract_like(state), fresh_iter)
+  manager.close()
+  _equal(restored, state)
+  assert int(restored.step) == 3 and np.isnan(float(restored.best_metric))
+  batch = next(fresh_iter)
+  for key in pipeline.KEYS:
+    np.testing.assert_array_equal(batch[key], expected_batch[key])
+
+
+def _truncate_files(directory):
+  for root, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(setup, tmp_path):
+  config, init, make_iter = setup
+  state, it = init(jax.random.PRNGKey(1)), make_iter()
+  manager = checkpoint.make_manager(str(tmp_path), config)
+  first = _save(manager, state, it, 1)
+  _save(manager, init(jax.random.PRNGKey(2)), it, 2)
+  _truncate_files(os.path.join(manager.directory, "2"))
+
+  restored = checkpoint.restore_latest(
+      manager, checkpoint.abstract_like(state), make_iter())
+  assert int(restored.step) == 1
+  _equal(restored, first)
+  assert checkpoint.set_aside_newer(manager, 1) == [2]
+  assert os.path.isdir(os.path.join(f"{manager.directory}.damaged", "2"))
+  assert manager.all_steps() == [1]
+  _save(manager, state, it, 2)   # the step can be saved again
+  manager.close()
+
+
+def test_no_loadable_checkpoint_is_an_error(setup, tmp_path):
+  config, init, make_iter = setup
+  state, it = init(jax.random.PRNGKey(1)), make_iter()
+  manager = checkpoint.make_manager(str(tmp_path), config)
+  _save(manager, state, it, 1)
+  _truncate_files(os.path.join(manager.directory, "1"))
+  with pytest.raises(checkpoint.CheckpointError, match="no checkpoint loads"):
+    checkpoint.restore_latest(manager, checkpoint.abstract_like(state), make_iter())
+  manager.close()
+
+
+def test_best_export_round_trip(setup, tmp_path):
+  _, init, _ = setup
+  state = init(jax.random.PRNGKey(1))
+  assert checkpoint.restore_best(str(tmp_path), None) is None
+  manager = checkpoint.make_best_manager(str(tmp_path))
+  checkpoint.save_best(manager, state, {"step": 0, "metric": "psnr", "value": 30.5})
+  manager.close()
+  variables = {"params": state.ema_params, **state.model_state}
+  restored, info = checkpoint.restore_best(
+      str(tmp_path), checkpoint.abstract_like(variables))
+  _equal(restored, variables)
+  assert info == {"step": 0, "metric": "psnr", "value": 30.5}

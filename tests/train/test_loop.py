@@ -1,0 +1,175 @@
+"""The loop end to end: exact resume after kill -9 and after SIGTERM, rerunning a
+finished run, and stopping on a non-finite loss."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import train_tiny
+
+from pansharp_jax.data import sources
+from pansharp_jax.train import checkpoint, loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STEPS = 20
+_VOLATILE = ("time", "step_time", "images_per_sec")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+  """Subprocess environment; runs share one persistent compilation cache."""
+  cache = str(tmp_path_factory.mktemp("jax_cache"))
+  return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
+              JAX_COMPILATION_CACHE_DIR=cache,
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
+def _command(workdir):
+  return [sys.executable, "tests/train/train_tiny.py", "--config",
+          "configs/default.py", "--workdir", str(workdir),
+          f"--config.num_train_steps={STEPS}", *train_tiny.FLAGS]
+
+
+def _run(workdir, env):
+  result = subprocess.run(_command(workdir), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def _signal_after_checkpoint(workdir, env, signum, after_step):
+  """Starts a run and sends it `signum` once a checkpoint past `after_step`
+  is complete; returns (exit code, stderr)."""
+  proc = subprocess.Popen(_command(workdir), cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 600
+  while not any(s > after_step for s in _saved_steps(workdir)):
+    if proc.poll() is not None:
+      pytest.fail("the run ended before it could be interrupted:\n" +
+                  proc.communicate()[1][-3000:])
+    assert time.time() < deadline
+    time.sleep(0.02)
+  proc.send_signal(signum)
+  _, stderr = proc.communicate(timeout=600)
+  return proc.returncode, stderr
+
+
+def _saved_steps(workdir):
+  """Complete checkpoints (orbax renames a step's directory when done)."""
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(s) for s in os.listdir(directory) if s.isdigit())
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, env):
+  workdir = tmp_path_factory.mktemp("reference")
+  _run(workdir, env)
+  return workdir
+
+
+def _metrics(workdir):
+  """The last record per (split, step), without timings."""
+  records = {}
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    for line in f:
+      r = json.loads(line)
+      records[r["split"], r["step"]] = {k: v for k, v in r.items()
+                                        if k not in _VOLATILE}
+  return records
+
+
+def _final_state(workdir):
+  path = os.path.join(workdir, "checkpoints", str(STEPS), "state")
+  return jax.tree.leaves(ocp.StandardCheckpointer().restore(path))
+
+
+def _assert_same_run(workdir, reference):
+  assert _metrics(workdir) == _metrics(reference)
+  for a, b in zip(_final_state(workdir), _final_state(reference), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  with open(os.path.join(workdir, "eval", "report.json")) as f, \
+       open(os.path.join(reference, "eval", "report.json")) as g:
+    assert json.load(f) == json.load(g)
+
+
+def test_interrupted_runs_resume_exactly(reference, tmp_path, env):
+  """SIGTERM, resume, kill -9, resume: the result is bitwise the uninterrupted
+  run's; running the finished command again trains nothing."""
+  workdir = tmp_path / "run"
+
+  # SIGTERM: a checkpoint at the current step, exit 0, no final report.
+  code, stderr = _signal_after_checkpoint(workdir, env, signal.SIGTERM, 0)
+  assert code == 0, stderr[-3000:]
+  stopped = [line for line in stderr.splitlines() if "Stopped by SIGTERM" in line]
+  assert stopped, stderr[-3000:]
+  step = int(stopped[0].split("at step ")[1].split(";")[0])
+  assert step < STEPS and _saved_steps(workdir)[-1] == step
+  assert not os.path.exists(workdir / "eval")
+
+  # Resume, then kill -9 once a later checkpoint is complete.
+  code, stderr = _signal_after_checkpoint(workdir, env, signal.SIGKILL, step)
+  assert code == -signal.SIGKILL
+  assert f"Resumed from step {step}" in stderr
+  saved = _saved_steps(workdir)[-1]
+  assert step < saved < STEPS, stderr[-3000:]
+
+  result = _run(workdir, env)
+  assert f"Resumed from step {saved}" in result.stderr
+  _assert_same_run(workdir, reference)
+
+  # The same command on a finished run resumes, trains nothing, re-evaluates.
+  records = _metrics(workdir)
+  result = _run(workdir, env)
+  assert f"Already trained to step {STEPS} of {STEPS}" in result.stderr
+  assert _metrics(workdir).keys() == records.keys()
+  _assert_same_run(workdir, reference)
+
+
+class _NaNTargets:
+  """A source whose targets are all NaN (every batch gives a NaN loss)."""
+
+  def __init__(self, source):
+    self._source = source
+    self.max_value = source.max_value
+
+  def __len__(self):
+    return len(self._source)
+
+  def __getitem__(self, index):
+    item = dict(self._source[index])
+    item["gt"] = np.full_like(item["gt"], np.nan)
+    return item
+
+
+def test_nonfinite_loss_stops_after_max_in_a_row(tmp_path, monkeypatch):
+  make_source = sources.make_source
+  monkeypatch.setattr(sources, "make_source", lambda data, split: (
+      _NaNTargets(make_source(data, split)) if split == "train"
+      else make_source(data, split)))
+  config = train_tiny.config(num_train_steps=10, max_nonfinite=3, log_every=1,
+                             checkpoint_every=2, eval_every=100)
+  with pytest.raises(loop.NonFiniteLossError,
+                     match=r"non-finite for 3 steps in a row \(steps 1-3\).*"
+                           r"last checkpoint, step 2, is kept"):
+    loop.train_and_evaluate(config, str(tmp_path))
+
+  with open(tmp_path / "metrics.jsonl") as f:
+    records = [json.loads(line) for line in f]
+  assert [r["skipped_steps"] for r in records] == [1, 1, 1]
+  # The last checkpoint restores, with the initial (finite) params.
+  manager = checkpoint.make_manager(str(tmp_path), config)
+  raw = ocp.StandardCheckpointer().restore(
+      os.path.join(manager.directory, "2", "state"))
+  manager.close()
+  assert int(raw["step"]) == 2 and int(raw["nonfinite"]) == 2
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(raw["params"]))

@@ -37,10 +37,32 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   # ---- model ----
   config.model = model = ml_collections.ConfigDict()
-  model.name = "conv_gppnn"
-  model.size = "base"
+  model.name = "pansharpener"
+  model.size = "base"            # tiny | small | base | large (models/sizes.py)
   model.dtype = "float32"        # compute dtype; params stay float32
-  model.remat = False
+  model.remat = False            # rematerialise each ASSM / attention block
+  model.scan_layers = True       # nn.scan over each layer's ASSM blocks (faster compile; off on CPU)
+  model.directions = 2           # S6 scan orders: 1, 2 (+ column-major), 4 (+ reversed)
+  model.scan_method = "auto"     # auto (sequential on CPU, chunked elsewhere) | associative | sequential | chunked
+  model.scan_chunk = 256         # steps per chunk of the chunked scan
+  model.attn_impl = "auto"       # auto (cuDNN for bf16 on GPU, else chunked) | cudnn | chunked | xla
+  model.attn_chunk = 512         # query/key chunk of the chunked attention
+  model.dropout = 0.1
+  # World-model options (SPEC §2.5). A preset switches options on; the
+  # switches below add to it.
+  model.world = world = ml_collections.ConfigDict()
+  world.preset = "none"          # none | core (WSM + DSC) | full (WSM + DCA + DSC + WAC-X)
+  world.wsm = False              # GRU world state, FiLM modulation
+  world.dca = False              # DCA-FIM deformable alignment
+  world.dsc = False              # sensor-consistency loss (weight loss.dsc)
+  world.wacx = False             # cross-band FFT consistency loss (weight loss.wacx)
+  world.patch_prior = False      # patch prior refiner at inference
+  world.wsm_reset_every = 0      # zero the WSM state every N train steps (0: never)
+  world.dca_points = 4
+  world.dca_weight = 0.3
+  world.patch_size = 32
+  world.patch_overlap = 0.25
+  world.patch_alpha = 0.5
 
   # ---- loss weights (SPEC §3) ----
   config.loss = loss = ml_collections.ConfigDict()
@@ -50,6 +72,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   loss.edge = 0.15
   loss.fft = 0.1
   loss.scale_weights = (1.0, 0.5, 0.25)  # full, 1/2, 1/4 outputs
+  loss.dsc = 0.3                 # lambda_s, used when the DSC option is on
+  loss.wacx = 0.5                # lambda_w, used when the WAC-X option is on
+  loss.world = world             # the same ConfigDict as model.world
+  loss.sensor = data.get_ref("sensor")  # MTF gains of the DSC term
 
   # ---- optimisation ----
   config.optim = optim = ml_collections.ConfigDict()

@@ -12,6 +12,8 @@ def get_config():
   config.data.synthetic.num_val = 8
   config.data.synthetic.num_test = 8
   config.model.size = "tiny"
+  config.model.scan_layers = False  # XLA:CPU is slow at convolutions in loops
+  config.model.dropout = 0.0
   config.optim.lr = 2e-3
   config.optim.warmup_steps = 30
   config.optim.restart_period = 0

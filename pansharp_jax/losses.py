@@ -3,12 +3,17 @@
 `compute_losses(outputs, batch, loss_config)` takes the model's
 `(sr_1_4, sr_1_2, full)` and a batch with `gt` (and `ms`, `pan` for the
 sensor-consistency terms), and returns `(total, {name: value})`. A term with
-weight 0 is not computed. New terms register in `_FULL_RES_TERMS`.
+weight 0 is not computed. New terms register in `_FULL_RES_TERMS`; the
+world-model terms (DSC, WAC-X) in `_WORLD_TERMS`, switched on by the world
+options (`loss_config.world`, the same ConfigDict as `config.model.world`).
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from pansharp_jax.data import wald
+from pansharp_jax.models.world import world_options
 
 
 def avg_pool2(x):
@@ -89,6 +94,99 @@ _FULL_RES_TERMS = {
 }
 
 
+def _ms_gains(sensor, num_bands):
+  """The sensor's MS MTF gains at Nyquist; the generic gain where the sensor
+  has another band count (e.g. 4-band synthetic scenes labelled WV3)."""
+  try:
+    return wald.ms_gains(sensor, num_bands)
+  except ValueError:
+    return wald.ms_gains("generic", num_bands)
+
+
+def mtf_blur(x, gains, ratio):
+  """Gaussian MTF low-pass of NHWC `x`: gain `gains` (per band) at the MS
+  Nyquist frequency 1 / (2 ratio), applied by FFT with reflect padding."""
+  pad = 3 * ratio  # > 3 sigma for gains down to 0.1
+  _, height, width, _ = x.shape
+  x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+  fy = jnp.fft.fftfreq(height + 2 * pad)[:, None]
+  fx = jnp.fft.rfftfreq(width + 2 * pad)[None, :]
+  # Gaussian transfer function with H(f_nyquist) = gain: gain ** (f / f_n)^2.
+  response = jnp.asarray(gains, jnp.float32) ** (
+      ((2 * ratio) ** 2 * (fy**2 + fx**2))[..., None])
+  spectrum = jnp.fft.rfft2(x, axes=(1, 2)) * response
+  y = jnp.fft.irfft2(spectrum, s=x.shape[1:3], axes=(1, 2))
+  return y[:, pad:pad + height, pad:pad + width]
+
+
+def dsc_loss(pred, pan, ms, sensor="generic"):
+  """Sensor consistency (DSC): HRMS re-observed by the sensor matches the data.
+
+  PAN: the PAN-from-MS spectral weights (and offset) are fitted by least
+  squares between the observed MS and the MTF-degraded PAN at MS resolution;
+  the synthesized PAN (weights applied to the prediction) and the observed
+  PAN, both through the PAN MTF, are compared by L1. MS: the prediction
+  through the MS MTFs, decimated (offset ratio // 2), against the observed MS.
+  """
+  ratio = pan.shape[1] // ms.shape[1]
+  batch, _, _, bands = ms.shape
+  pan_gain = wald.pan_gain(sensor)
+
+  def decimate(x):
+    return x[:, ratio // 2::ratio, ratio // 2::ratio]
+
+  pan_blurred = mtf_blur(pan, [pan_gain], ratio)
+  design = jnp.concatenate(
+      [ms, jnp.ones(ms.shape[:-1] + (1,), ms.dtype)], -1).reshape(
+          batch, -1, bands + 1)
+  target = decimate(pan_blurred).reshape(batch, -1, 1)
+  gram = jnp.einsum("bnc,bnd->bcd", design, design) + 1e-6 * jnp.eye(bands + 1)
+  weights = jax.lax.stop_gradient(jnp.linalg.solve(
+      gram, jnp.einsum("bnc,bnd->bcd", design, target)))  # (B, C + 1, 1)
+  pan_synth = (jnp.einsum("bhwc,bcd->bhwd", pred, weights[:, :bands])
+               + weights[:, None, None, bands])
+  pan_term = l1(mtf_blur(pan_synth, [pan_gain], ratio), pan_blurred)
+  ms_term = l1(decimate(mtf_blur(pred, _ms_gains(sensor, bands), ratio)), ms)
+  return pan_term + ms_term
+
+
+def _high_pass_amplitude(x, cutoff):
+  """Per-band FFT amplitude above `cutoff` (a fraction of Nyquist), zero
+  below, normalised to unit mean so bands of any contrast compare."""
+  amplitude = jnp.abs(jnp.fft.rfft2(x, axes=(1, 2), norm="ortho"))
+  fy = jnp.fft.fftfreq(x.shape[1])[:, None]
+  fx = jnp.fft.rfftfreq(x.shape[2])[None, :]
+  mask = (jnp.sqrt(fy**2 + fx**2) / 0.5 > cutoff)[..., None]
+  amplitude = amplitude * mask
+  return amplitude / (jnp.mean(amplitude, axis=(1, 2), keepdims=True) + 1e-8)
+
+
+def wacx_loss(pred, pan, cutoff=0.1, gate_weight=0.5):
+  """Wavelength-agnostic cross-band consistency (WAC-X).
+
+  Cross-band: each band's normalised high-frequency amplitude spectrum
+  against the mean over bands (the bands share the scene's structure).
+  PAN gate: the band-mean intensity's normalised high-frequency amplitude
+  against PAN's, weighted by PAN's relative high-frequency energy.
+  """
+  bands = _high_pass_amplitude(pred, cutoff)
+  cross_band = l1(bands, jnp.mean(bands, axis=-1, keepdims=True))
+  pan_amplitude = _high_pass_amplitude(pan, cutoff)
+  gate = pan_amplitude / (
+      jnp.max(pan_amplitude, axis=(1, 2), keepdims=True) + 1e-8)
+  intensity = _high_pass_amplitude(jnp.mean(pred, -1, keepdims=True), cutoff)
+  pan_gate = jnp.mean(gate * jnp.abs(intensity - pan_amplitude))
+  return cross_band + gate_weight * pan_gate
+
+
+# World-model terms: name -> fn(full output, batch, loss_config).
+_WORLD_TERMS = {
+    "dsc": lambda full, batch, config: dsc_loss(
+        full, batch["pan"], batch["ms"], config.get("sensor", "generic")),
+    "wacx": lambda full, batch, config: wacx_loss(full, batch["pan"]),
+}
+
+
 def compute_losses(outputs, batch, loss_config):
   """Weighted sum of the configured terms and each (unweighted) term."""
   sr_1_4, sr_1_2, full = (o.astype(jnp.float32) for o in outputs)
@@ -103,5 +201,11 @@ def compute_losses(outputs, batch, loss_config):
     weight = loss_config.get(name, 0.0)
     if weight:
       terms[name] = fn(full, gt)
+      total = total + weight * terms[name]
+  options = world_options(loss_config.get("world"))
+  for name, fn in _WORLD_TERMS.items():
+    weight = loss_config.get(name, 0.0)
+    if weight and getattr(options, name):
+      terms[name] = fn(full, batch, loss_config)
       total = total + weight * terms[name]
   return total, terms

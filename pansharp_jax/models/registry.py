@@ -3,14 +3,25 @@
 import jax.numpy as jnp
 import ml_collections
 
-from pansharp_jax.models import conv_gppnn
+from pansharp_jax.models import decoder, pansharpener, sizes, world
 
 
 def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
   """The Flax module named by `model_config.name`, at `model_config.size`."""
-  dtype = jnp.dtype(model_config.dtype)
-  if model_config.name == "conv_gppnn":
-    return conv_gppnn.ConvGPPNN(num_bands=num_bands,
-                                dim=conv_gppnn._SIZES[model_config.size],
-                                dtype=dtype)
-  raise ValueError(f"config.model.name: unknown model {model_config.name!r}")
+  if model_config.name != "pansharpener":
+    raise ValueError(f"config.model.name: unknown model {model_config.name!r}")
+  blocks = decoder.BlockOptions(
+      directions=int(model_config.directions),
+      scan_method=model_config.scan_method,
+      scan_chunk=int(model_config.scan_chunk),
+      attn_impl=model_config.attn_impl,
+      attn_chunk=int(model_config.attn_chunk),
+      dropout=float(model_config.dropout),
+      remat=bool(model_config.remat),
+      scan_layers=bool(model_config.scan_layers))
+  return pansharpener.Pansharpener(
+      num_bands=num_bands,
+      size=sizes.get_size(model_config.size),
+      blocks=blocks,
+      world=world.world_options(model_config.get("world")),
+      dtype=jnp.dtype(model_config.dtype))

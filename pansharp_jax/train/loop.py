@@ -152,8 +152,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
         # The previous step's streak: reading it waits for that step only,
         # so the device always has the current one queued.
         if pending is not None:
-          check_finite(pending, step - 1)
-        pending = metrics
+          check_finite(*pending)
+        pending = (metrics, step)
         progress.update()
 
         if step % config.log_every == 0 or step == total_steps:
@@ -165,7 +165,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
           writer.write(step, summary)
           progress.set_postfix(loss=summary["loss"], psnr=summary["psnr"])
           history, tick, paused = [], time.perf_counter(), 0.0
-          check_finite(metrics, step)
+          check_finite(*pending)
+          pending = None
 
         start = time.perf_counter()
         if step % config.eval_every == 0 or step == total_steps:
@@ -181,7 +182,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
         if parallel.any_process(stop.requested):
           checkpoint.save(manager, state, train_iter, force=True)
           logging.warning("Stopped by %s at step %d; checkpoint saved. Run the "
-                          "same command to resume.", stop.signal_name, step)
+                          "same command to resume.",
+                          stop.signal_name or "a signal to another host", step)
           preempted = True
           break
         paused += time.perf_counter() - start

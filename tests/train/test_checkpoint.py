@@ -14,7 +14,9 @@ from pansharp_jax.train import builder, checkpoint, parallel
 @pytest.fixture(scope="module")
 def setup():
   config = train_tiny.config(keep_checkpoints=5)
-  mesh = parallel.make_mesh()
+  # One device: orbax compiles a slicing op per array shape for replicated
+  # arrays on several devices, which only slows this test down.
+  mesh = parallel.make_mesh(1)
   model, optimizer, _ = builder.make_model_and_optimizer(config)
   init = builder.make_init(config, model, optimizer, mesh)
   source = sources.make_source(config.data, "train")

@@ -42,6 +42,15 @@ ATTN_IMPL = flags.DEFINE_enum(
     "Sets config.model.attn_impl (default: the config's).")
 DTYPE = flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
                           "Sets config.model.dtype (default: the config's).")
+SCAN_LAYERS = flags.DEFINE_bool(
+    "scan_layers", None,
+    "Sets config.model.scan_layers (default: the config's, on; XLA:CPU runs "
+    "convolutions inside loops slowly, so CPU figures set it off).")
+REMAT = flags.DEFINE_bool("remat", None,
+                          "Sets config.model.remat (default: the config's).")
+DIRECTIONS = flags.DEFINE_enum(
+    "directions", None, ["1", "2", "4"],
+    "Sets config.model.directions (default: the config's).")
 
 
 def make_config(size: str, image_size: int, batch_size: int, num_bands: int):
@@ -54,7 +63,10 @@ def make_config(size: str, image_size: int, batch_size: int, num_bands: int):
   config.batch_size = batch_size
   switches = {"model.scan_method": SCAN_METHOD.value,
                "model.attn_impl": ATTN_IMPL.value,
-               "model.dtype": DTYPE.value}
+               "model.dtype": DTYPE.value,
+               "model.scan_layers": SCAN_LAYERS.value,
+               "model.remat": REMAT.value,
+               "model.directions": DIRECTIONS.value and int(DIRECTIONS.value)}
   try:
     config.update_from_flattened_dict(
         {k: v for k, v in switches.items() if v is not None})
@@ -277,13 +289,26 @@ def command_line() -> str:
   return " ".join(["python -m", module.replace(os.sep, ".")] + sys.argv[1:])
 
 
+def model_switches(config) -> str:
+  """The model fields the command-line switches set, as they ran."""
+  model = config.model
+  return ", ".join(f"{k}={model[k]}" for k in (
+      "scan_method", "attn_impl", "scan_layers", "remat", "directions",
+      "dtype"))
+
+
 def print_header(title: str, extra_lines: tuple[str, ...] = ()):
-  """Prints the title, machine, load, versions and the reproducing command."""
+  """Prints the title, machine, load, versions and the reproducing command.
+
+  Call it after the measurements: it reports the load average (1, 5, 15 min)
+  when this process started and when it finished.
+  """
   device = jax.devices()[0]
-  load = ", ".join(f"{v:.2f}" for v in _LOAD_AT_START)
+  start, end = (", ".join(f"{v:.2f}" for v in load)
+                for load in (_LOAD_AT_START, os.getloadavg()))
   print(f"### {title}\n")
   print(f"- machine: {_cpu_model()} (lscpu), nproc {os.cpu_count()}; "
-        f"load average at start {load}")
+        f"load average {start} at start, {end} at end")
   print(f"- devices: {jax.device_count()} x {device.platform} "
         f"({device.device_kind})")
   print(f"- versions: python {platform.python_version()}, jax {jax.__version__}, "

@@ -107,7 +107,6 @@ def main(argv):
   if unknown:
     raise app.UsageError(f"--modes: unknown {', '.join(sorted(unknown))}")
   mesh = parallel.make_mesh()
-  common.print_header("Train step and eval forward")
   rows, profiles = [], []
   for size in _SIZES.value:
     for image_size in (int(v) for v in _IMAGE_SIZES.value):
@@ -117,6 +116,11 @@ def main(argv):
       for mode in _MODES.value:
         rows.append(_measure(bench, mode, profiles))
         print(" | ".join(str(v) for v in rows[-1]), file=sys.stderr, flush=True)
+  common.print_header(
+      "Train step and eval forward",
+      (f"model: {common.model_switches(config)}, {_NUM_BANDS.value} bands",
+       f"timing: median of {_STEPS.value} calls after {_WARMUP.value} "
+       "warm-up calls" if not _MEMORY_ONLY.value else "compiled only"))
   common.print_table(_HEADER, rows)
   _print_profiles(profiles)
 

@@ -29,14 +29,12 @@ _FRACTION = flags.DEFINE_float("memory_fraction", 0.9,
 _MAX_BATCH = flags.DEFINE_integer("max_batch_size", 64,
                                   "Largest global batch size tried.")
 _DEVICES = flags.DEFINE_integer("devices", 1, "Devices in the data mesh.")
-_REMAT = flags.DEFINE_bool("remat", False, "Sets config.model.remat.")
 
 
 def main(argv):
   del argv
   config = common.make_config(_SIZE.value, _IMAGE_SIZE.value, 1, _NUM_BANDS.value)
   config.probe.memory_fraction = _FRACTION.value
-  config.model.remat = _REMAT.value
   mesh = parallel.make_mesh(_DEVICES.value)
   model, optimizer, _ = builder.make_model_and_optimizer(config)
   step = builder.jit_train_step(model, optimizer, config, mesh)

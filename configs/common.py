@@ -39,6 +39,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model = model = ml_collections.ConfigDict()
   model.name = "pansharpener"
   model.size = "base"            # tiny | small | base | large (models/sizes.py)
+  model.depth = 0                # ASSM blocks per layer; 0: the size's (base 6, large 8; the original builds 1)
   model.dtype = "float32"        # compute dtype; params stay float32
   model.remat = False            # rematerialise each ASSM / attention block
   model.scan_layers = True       # nn.scan over each layer's ASSM blocks (faster compile; off on CPU)

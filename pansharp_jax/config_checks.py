@@ -27,7 +27,10 @@ def validate(config) -> None:
   _require(float(data.max_value) > 0, "data.max_value", "must be positive")
   _require(config.model.dtype in _DTYPES, "model.dtype",
            f"must be one of {', '.join(_DTYPES)}, got {config.model.dtype!r}")
-  _require(int(config.batch_size) > 0, "batch_size", "must be positive")
+  _require(int(config.batch_size) > 0 or int(config.batch_size) == -1,
+           "batch_size", "must be positive, or -1 to pick it by memory probe")
+  _require(int(config.model.get("depth", 0)) >= 0, "model.depth",
+           "must be 0 (the size's depth) or positive")
   _require(int(config.num_train_steps) > 0, "num_train_steps", "must be positive")
   for field in ("log_every", "eval_every", "checkpoint_every", "eval_batch_size"):
     _require(int(config[field]) > 0, field, "must be positive")

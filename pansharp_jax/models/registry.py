@@ -1,5 +1,7 @@
 """Models picked by name from the config (big_vision style)."""
 
+import dataclasses
+
 import jax.numpy as jnp
 import ml_collections
 
@@ -19,9 +21,12 @@ def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
       dropout=float(model_config.dropout),
       remat=bool(model_config.remat),
       scan_layers=bool(model_config.scan_layers))
+  size = sizes.get_size(model_config.size)
+  if model_config.get("depth", 0):
+    size = dataclasses.replace(size, depth=int(model_config.depth))
   return pansharpener.Pansharpener(
       num_bands=num_bands,
-      size=sizes.get_size(model_config.size),
+      size=size,
       blocks=blocks,
       world=world.world_options(model_config.get("world")),
       dtype=jnp.dtype(model_config.dtype))

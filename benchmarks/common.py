@@ -48,6 +48,10 @@ SCAN_LAYERS = flags.DEFINE_bool(
     "convolutions inside loops slowly, so CPU figures set it off).")
 REMAT = flags.DEFINE_bool("remat", None,
                           "Sets config.model.remat (default: the config's).")
+DEPTH = flags.DEFINE_integer(
+    "depth", None,
+    "Sets config.model.depth, ASSM blocks per layer (default: the size's; "
+    "1 builds the model as the original does).")
 DIRECTIONS = flags.DEFINE_enum(
     "directions", None, ["1", "2", "4"],
     "Sets config.model.directions (default: the config's).")
@@ -66,7 +70,8 @@ def make_config(size: str, image_size: int, batch_size: int, num_bands: int):
                "model.dtype": DTYPE.value,
                "model.scan_layers": SCAN_LAYERS.value,
                "model.remat": REMAT.value,
-               "model.directions": DIRECTIONS.value and int(DIRECTIONS.value)}
+               "model.directions": DIRECTIONS.value and int(DIRECTIONS.value),
+               "model.depth": DEPTH.value}
   try:
     config.update_from_flattened_dict(
         {k: v for k, v in switches.items() if v is not None})
@@ -293,8 +298,8 @@ def model_switches(config) -> str:
   """The model fields the command-line switches set, as they ran."""
   model = config.model
   return ", ".join(f"{k}={model[k]}" for k in (
-      "scan_method", "attn_impl", "scan_layers", "remat", "directions",
-      "dtype"))
+      "depth", "scan_method", "attn_impl", "scan_layers", "remat",
+      "directions", "dtype"))
 
 
 def print_header(title: str, extra_lines: tuple[str, ...] = ()):

@@ -464,6 +464,16 @@ def tiled_predict(scene: Scene, predict_batch: BatchFn, options: TileOptions,
 
 # ---- model ----
 
+def require_weights(workdir: str, weights: str = "latest") -> None:
+  """Fails early (before any compile) when `workdir` has nothing to load."""
+  folder = os.path.join(workdir, "checkpoints" if weights == "latest" else "best")
+  steps = [d for d in os.listdir(folder) if d.isdigit()] if os.path.isdir(folder) else []
+  if not steps:
+    hint = "train first" if weights == "latest" else (
+        "train with validation first, or use --weights=latest")
+    raise FileNotFoundError(f"{folder}: no checkpoint to predict with ({hint})")
+
+
 def load_variables(config, workdir: str, weights: str = "latest"):
   """(model, flax variables with the EMA params) restored from `workdir`.
 
@@ -472,6 +482,9 @@ def load_variables(config, workdir: str, weights: str = "latest"):
   """
   from pansharp_jax.train import builder, checkpoint, parallel  # pylint: disable=import-outside-toplevel
 
+  if weights not in ("latest", "best"):
+    raise DataError(f"--weights: {weights!r} is not 'latest' or 'best'")
+  require_weights(workdir, weights)
   mesh = parallel.make_mesh()
   model, _, _, state = builder.build(config, mesh)
   if weights == "best":
@@ -481,8 +494,6 @@ def load_variables(config, workdir: str, weights: str = "latest"):
       raise FileNotFoundError(f"{workdir}/best: no exported best model to predict "
                               "with (train with validation first, or use --weights=latest)")
     return model, restored[0]
-  if weights != "latest":
-    raise DataError(f"--weights: {weights!r} is not 'latest' or 'best'")
   manager = checkpoint.make_manager(workdir, config)
   try:
     state = checkpoint.restore_latest(manager, checkpoint.abstract_like(state), None)

@@ -20,6 +20,7 @@ exactly the values a whole-scene upsampling (`upsample_ms`) would give.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from typing import Callable, Iterator, NamedTuple
@@ -44,6 +45,8 @@ except ImportError:  # The `[geo]` extra is optional.
 LMS_HALO = 12
 # Longest side of the quicklook overview, in pixels.
 QUICKLOOK_SIDE = 1024
+# GDAL block cache during prediction, in MB.
+GDAL_CACHE_MB = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -528,12 +531,17 @@ def predict_scene(scene: Scene, predict_batch: BatchFn, options: TileOptions,
                   out_path: str, progress: bool = True) -> str:
   """Writes the fused scene to `out_path` and its quicklook beside it; returns
   the quicklook path."""
-  writer = _Writer(out_path, scene)
   overview = _Overview(scene)
-  try:
-    tiled_predict(scene, predict_batch, options, writer.write, overview, progress)
-  finally:
-    writer.close()
+  # GDAL's block cache defaults to 5% of the RAM and would keep every output
+  # block written; a small cache keeps memory flat in the scene size.
+  env = (geotiff.rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+         if geotiff.rasterio is not None else contextlib.nullcontext())
+  with env:
+    writer = _Writer(out_path, scene)
+    try:
+      tiled_predict(scene, predict_batch, options, writer.write, overview, progress)
+    finally:
+      writer.close()
   look = os.path.splitext(out_path)[0] + "_quicklook.png"
   quicklook.write_quicklook(look, overview.images["lms"], overview.images["pan"],
                             overview.images["fused"])

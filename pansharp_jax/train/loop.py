@@ -48,6 +48,12 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   # ---- mesh ----
   mesh = parallel.make_mesh()
 
+  # ---- input sources ----
+  # Built before the model is traced and compiled, so a bad dataset fails in
+  # a second with its DataError rather than after the compile.
+  train_source = sources.make_source(config.data, "train")
+  val_source = sources.make_source(config.data, "val")
+
   # ---- model ----
   model, optimizer, _ = builder.make_model_and_optimizer(config)
   init = builder.make_init(config, model, optimizer, mesh)
@@ -61,9 +67,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     batch_size = probed.batch_size
   host_batch = parallel.check_batch_size(batch_size, mesh)
 
-  # ---- input ----
-  train_source = sources.make_source(config.data, "train")
-  val_source = sources.make_source(config.data, "val")
+  # ---- input pipeline ----
   train_iter = iter(pipeline.train_dataset(
       train_source, config.data, batch_size=host_batch, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count()))

@@ -22,7 +22,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.num_bands = 4
   data.ratio = 4
   data.max_value = 2047.0        # sensor units of 1.0 (255 for 8-bit data)
-  data.sensor = "WV3"            # MTF filters for Wald's protocol
+  # MTF filters of Wald's protocol (data/wald.py): QB, IKONOS, GeoEye1 (4
+  # bands), WV2, WV3 (8 bands); GF2 and generic fit any band count.
+  data.sensor = "QB"
   data.image_size = 256          # training crop size (PAN/GT pixels)
   data.worker_count = 0          # grain worker processes (0 = in-process)
   data.synthetic = ml_collections.ConfigDict()

@@ -1,7 +1,31 @@
 """Checks a resolved config before anything runs; each failure names the field."""
 
+from pansharp_jax.data import wald
+
 _SOURCES = ("synthetic", "photo", "h5", "geotiff")
 _DTYPES = ("float32", "bfloat16")
+
+
+def _check_sensor(sensor, num_bands: int) -> None:
+  """The sensor must be known and its MTF table must have num_bands bands."""
+  try:
+    wald.ms_gains(sensor, num_bands)
+  except ValueError as e:
+    if str(sensor).lower() not in wald.SENSORS:
+      raise ConfigError(f"config.data.sensor: {e}") from None
+    fitting = [s for s in wald.SENSORS
+               if _fits(s, num_bands) and s not in ("none", "generic")]
+    raise ConfigError(
+        f"config.data.sensor: {e} in data.num_bands; with {num_bands} bands use "
+        f"one of {', '.join(fitting)} or generic") from None
+
+
+def _fits(sensor, num_bands):
+  try:
+    wald.ms_gains(sensor, num_bands)
+  except ValueError:
+    return False
+  return True
 
 
 class ConfigError(ValueError):
@@ -22,6 +46,7 @@ def validate(config) -> None:
            f"must be a positive multiple of 4 and of data.ratio, got {size}")
   _require(int(data.num_bands) in (3, 4, 8), "data.num_bands",
            f"must be 3, 4 or 8, got {data.num_bands}")
+  _check_sensor(data.sensor, int(data.num_bands))
   _require(data.source in _SOURCES, "data.source",
            f"must be one of {', '.join(_SOURCES)}, got {data.source!r}")
   _require(float(data.max_value) > 0, "data.max_value", "must be positive")

@@ -94,15 +94,6 @@ _FULL_RES_TERMS = {
 }
 
 
-def _ms_gains(sensor, num_bands):
-  """The sensor's MS MTF gains at Nyquist; the generic gain where the sensor
-  has another band count (e.g. 4-band synthetic scenes labelled WV3)."""
-  try:
-    return wald.ms_gains(sensor, num_bands)
-  except ValueError:
-    return wald.ms_gains("generic", num_bands)
-
-
 def mtf_blur(x, gains, ratio):
   """Gaussian MTF low-pass of NHWC `x`: gain `gains` (per band) at the MS
   Nyquist frequency 1 / (2 ratio), applied by FFT with reflect padding."""
@@ -146,7 +137,7 @@ def dsc_loss(pred, pan, ms, sensor="generic"):
   pan_synth = (jnp.einsum("bhwc,bcd->bhwd", pred, weights[:, :bands])
                + weights[:, None, None, bands])
   pan_term = l1(mtf_blur(pan_synth, [pan_gain], ratio), pan_blurred)
-  ms_term = l1(decimate(mtf_blur(pred, _ms_gains(sensor, bands), ratio)), ms)
+  ms_term = l1(decimate(mtf_blur(pred, wald.ms_gains(sensor, bands), ratio)), ms)
   return pan_term + ms_term
 
 

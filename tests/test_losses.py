@@ -68,3 +68,15 @@ def test_zero_weight_terms_are_skipped():
   half = losses.avg_pool2(gt)
   _, terms = losses.compute_losses((losses.avg_pool2(half), half, gt), {"gt": gt}, config)
   assert set(terms) == {"l1"}
+
+
+def test_dsc_uses_the_sensor_mtf_table():
+  rng = np.random.default_rng(3)
+  pan = jnp.asarray(rng.random((1, 32, 32, 1)), jnp.float32)
+  ms = jnp.asarray(rng.random((1, 8, 8, 4)), jnp.float32)
+  pred = jnp.asarray(rng.random((1, 32, 32, 4)), jnp.float32)
+  qb = float(losses.dsc_loss(pred, pan, ms, "QB"))
+  assert np.isfinite(qb) and qb != float(losses.dsc_loss(pred, pan, ms, "generic"))
+  # An 8-band table for 4 bands is an error (config_checks reports it first).
+  with pytest.raises(ValueError, match="8 MS bands"):
+    losses.dsc_loss(pred, pan, ms, "WV3")

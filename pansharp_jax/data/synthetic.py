@@ -5,14 +5,15 @@ abundance maps carry the spatial structure: smooth fields, sharp-edged shapes
 (fields, buildings, roads) and band-limited textures. Mixing makes the bands
 spectrally correlated, as in real imagery. The scene is rendered at
 `ratio` x the GT resolution, a sensor model turns it into a full-resolution
-MS + PAN pair, and Wald's protocol degrades that pair into `{gt, ms, lms, pan}`.
-Everything is a pure function of (seed, split, index).
+MS + PAN pair, and Wald's protocol (`wald.wald_degrade`: the MTF-matched
+filters of `data.sensor`, `interp23tap` for `lms`) degrades that pair into
+`{gt, ms, lms, pan}`. Everything is a pure function of (seed, split, index).
 """
 
 import numpy as np
 from scipy import ndimage
 
-from pansharp_jax.data import degrade
+from pansharp_jax.data import wald
 
 _SPLIT_OFFSETS = {"train": 0, "val": 1_000_003, "test": 2_000_003}
 _NUM_MATERIALS = 6
@@ -92,8 +93,9 @@ class SyntheticSource:
   """Deterministic synthetic triples; the default data source.
 
   Scenes are rendered at `ratio` x the GT size, imaged by a sensor model
-  (MTF blur + decimation for MS, spectral response for PAN), then degraded by
-  Wald's protocol: the sensor MS becomes GT.
+  (the sensor's MS MTF + decimation for MS, spectral response for PAN), then
+  degraded by Wald's protocol with the same sensor's filters: the sensor MS
+  becomes GT.
   """
 
   name = "synthetic"
@@ -110,9 +112,16 @@ class SyntheticSource:
     self._seed = int(data_config.get("seed", 0)) + _SPLIT_OFFSETS[split]
     self._length = int({"train": syn.num_train, "val": syn.num_val,
                         "test": syn.num_test}[split])
+    # Fails here, not at the first sample, for a sensor/band-count mismatch.
+    self._ms_kernels = wald.mtf_kernels(self.sensor, self.num_bands, self.ratio)
 
   def __len__(self) -> int:
     return self._length
+
+  def _quantise(self, x: np.ndarray) -> np.ndarray:
+    """Rounds to whole sensor units (real data arrives in DN), back in [0, 1]."""
+    dn = np.clip(np.round(x * self.max_value), 0, self.max_value)
+    return (dn / self.max_value).astype(np.float32)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     if not 0 <= index < self._length:
@@ -121,9 +130,12 @@ class SyntheticSource:
     fine = render_scene(rng, self.scene_size * self.ratio, self.num_bands)
     # Sensor model: MS sees the scene through its MTF at 1/ratio; PAN sees
     # all of it at full resolution through its spectral response.
-    ms_full = degrade.blur_decimate(fine, self.sensor, self.ratio)
+    ms_full = wald.decimate(wald.mtf_filter(fine, self._ms_kernels), self.ratio)
     pan_full = (fine @ pan_response(self.num_bands))[..., None]
-    triple = degrade.wald_triple(ms_full, pan_full, self.sensor, self.ratio)
-    # Quantise to sensor units and back, as real data arrives in DN.
-    return {k: np.round(v * self.max_value) / self.max_value
-            for k, v in triple.items()}
+    triple = wald.wald_degrade(ms_full, pan_full, self.sensor, self.ratio)
+    ms = self._quantise(triple["ms"])
+    # lms from the quantised MS, as a data set's lms is made from its MS;
+    # at the MS sample positions it equals MS exactly.
+    lms = np.clip(wald.interp23tap(ms, self.ratio), 0.0, 1.0)
+    return {"gt": self._quantise(triple["gt"]), "ms": ms,
+            "lms": lms.astype(np.float32), "pan": self._quantise(triple["pan"])}

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from configs import default
+from pansharp_jax import config_checks
+from pansharp_jax.data import wald
 from pansharp_jax.data.synthetic import SyntheticSource, pan_response
 
 
@@ -24,9 +26,10 @@ def test_shapes_and_ranges(data_config):
   for key, value in sample.items():
     assert value.dtype == np.float32, key
     assert 0.0 <= value.min() and value.max() <= 1.0, key
+  for key in ("gt", "ms", "pan"):
     # Values are whole sensor units (DN), as real data.
-    dn = value * data_config.max_value
-    np.testing.assert_allclose(dn, np.round(dn), atol=1e-3)
+    dn = sample[key] * data_config.max_value
+    np.testing.assert_allclose(dn, np.round(dn), atol=1e-3, err_msg=key)
 
 
 def test_deterministic_and_split_dependent(data_config):
@@ -58,9 +61,56 @@ def test_has_structure_and_correlated_bands(data_config):
   assert np.corrcoef(mixed.ravel(), sample["pan"].ravel())[0, 1] > 0.8
 
 
-def test_ms_is_degraded_gt(data_config):
+def test_wald_protocol_with_the_sensor_mtf(data_config):
   sample = SyntheticSource(data_config, "train")[0]
-  # The LR MS resembles the decimated GT but has lost detail.
-  decimated = sample["gt"][2::4, 2::4]
-  assert np.abs(sample["ms"] - decimated).mean() < 0.05
+  # MS is GT through the sensor's MTF filters, decimated at offset 2 (up to
+  # the DN rounding of both).
+  kernels = wald.mtf_kernels(data_config.sensor, 4, 4)
+  expected = wald.decimate(wald.mtf_filter(sample["gt"], kernels), 4)
+  np.testing.assert_allclose(sample["ms"], expected,
+                             atol=1.5 / data_config.max_value)
+  # ... and the filter is not a no-op.
+  assert np.abs(sample["ms"] - sample["gt"][2::4, 2::4]).max() > 5 / 2047
+  # lms is interp23tap of MS: the MS samples pass through exactly.
+  np.testing.assert_array_equal(sample["lms"][2::4, 2::4], sample["ms"])
+  np.testing.assert_allclose(
+      sample["lms"], np.clip(wald.interp23tap(sample["ms"], 4), 0, 1),
+      atol=1e-6)
   assert sample["lms"].std() < sample["gt"].std()
+
+
+def test_default_sensor_matches_the_band_count():
+  data = default.get_config().data
+  assert len(wald.ms_gains(data.sensor, data.num_bands)) == data.num_bands
+
+
+def test_sensor_changes_the_degradation(data_config):
+  other = data_config.copy_and_resolve_references()
+  other.sensor = "IKONOS"
+  a = SyntheticSource(data_config, "train")[0]
+  b = SyntheticSource(other, "train")[0]
+  assert np.abs(a["ms"] - b["ms"]).max() > 1 / 2047
+
+
+def test_config_check_pairs_sensor_and_bands():
+  config = default.get_config()
+  config_checks.validate(config)
+  config.data.sensor = "WV3"
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"^config\.data\.sensor: .*8 MS bands.*qb"):
+    config_checks.validate(config)
+  config.data.num_bands = 8
+  config_checks.validate(config)
+  for sensor in ("generic", "GF2"):  # fit any band count
+    config.data.sensor = sensor
+    config_checks.validate(config)
+  config.data.sensor = "nope"
+  with pytest.raises(config_checks.ConfigError, match="unknown sensor"):
+    config_checks.validate(config)
+
+
+def test_band_count_mismatch_fails_early(data_config):
+  wrong = data_config.copy_and_resolve_references()
+  wrong.sensor = "WV3"
+  with pytest.raises(ValueError, match="8 MS bands"):
+    SyntheticSource(wrong, "train")

@@ -2,8 +2,9 @@
 
 Each file holds datasets gt, ms, lms and pan, N x C x H x W in sensor units
 (2047 for WV3/QB/WV2, 1023 for GF-2). Full-resolution test files have no gt.
-Keys and shapes are checked when the source is built; samples are read one
-at a time, so a file of many gigabytes is never loaded whole. The file is
+Keys, shapes and dtypes are checked when the source is built, and so are the
+values of the first image (NaN/Inf, range); samples are read one at a time,
+so a file of many gigabytes is never loaded whole. The file is
 opened on first access in each process, because grain may fork workers and an
 HDF5 handle must not cross a fork.
 """
@@ -30,6 +31,9 @@ class PanCollectionSource:
     with checks.readable(path, "HDF5 file"), h5py.File(path, "r") as f:
       self._keys = self._validate(f, require_gt)
       self._length = f["pan"].shape[0]
+      # One image per dataset is cheap, and catches a file in other units
+      # (max_value) or with NaN nodata before training starts.
+      self._read(f, 0)
     self._file, self._pid = None, None
 
   def _validate(self, f: h5py.File, require_gt: bool) -> tuple[str, ...]:
@@ -44,6 +48,8 @@ class PanCollectionSource:
       require(len(shape) == 4, path,
               f'dataset "{key}" has shape {shape}, expected N x C x H x W')
       shapes[key] = shape
+      require(f[key].dtype.kind in "fiu", path,
+              f'dataset "{key}" holds {f[key].dtype} values, expected numbers')
     count = shapes["pan"][0]
     for key in keys:
       require(shapes[key][0] == count, path,
@@ -77,7 +83,9 @@ class PanCollectionSource:
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     if not 0 <= index < self._length:
       raise IndexError(index)
-    f = self._open()
+    return self._read(self._open(), index)
+
+  def _read(self, f: h5py.File, index: int) -> dict[str, np.ndarray]:
     sample = {}
     for key in self._keys:
       where = f'{self.path}: dataset "{key}" image {index}'

@@ -18,8 +18,10 @@ MS may be stored at two sizes:
 
 8-bit images are scaled by 255; other bit depths by data.max_value (e.g. 2047),
 and values above it are an error rather than a silently clipped dataset.
-Image headers are checked when the source is built, so size and band-count
-mistakes surface before training starts.
+When the source is built, every file's header is checked (sizes, band counts,
+bit depths) and the first sample's pixels are decoded and checked (NaN/Inf,
+range, gray PAN), so common mistakes surface before training starts; the
+other samples' pixels are checked when they are read.
 """
 
 import os
@@ -107,6 +109,13 @@ class PhotoFolderSource:
     self._dtype = None
     self._ms_upsampled = [self._check_headers(paths) for paths in self._paths]
     self.max_value = checks.max_value_for(self._dtype, max_value)
+    # The first sample's pixels, read as __getitem__ reads them (same errors):
+    # cheap, and dataset-wide problems (12-bit data with max_value 2047, NaN
+    # nodata in float files) show in any sample.
+    first = self._paths[0]
+    for label in ("PAN", "MS", "GT"):
+      if label in first:
+        self._read(first, label)
 
   def _check_headers(self, paths: dict[str, str]) -> bool:
     """Validates one sample's files; True when its MS is stored at PAN size."""
@@ -136,16 +145,22 @@ class PhotoFolderSource:
   def __len__(self) -> int:
     return len(self._paths)
 
+  def _read(self, paths: dict[str, str], label: str) -> np.ndarray:
+    """One file of a sample as float32 in [0, 1], its values checked."""
+    image = read_image(paths[label])
+    if label == "PAN":
+      image = checks.single_band_pan(image, paths[label])
+    return checks.to_unit(image, self.max_value, paths[label])
+
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     paths = self._paths[index]
-    pan = checks.single_band_pan(read_image(paths["PAN"]), paths["PAN"])
-    sample = {"pan": checks.to_unit(pan, self.max_value, paths["PAN"])}
-    ms = checks.to_unit(read_image(paths["MS"]), self.max_value, paths["MS"])
+    sample = {"pan": self._read(paths, "PAN")}
+    ms = self._read(paths, "MS")
     if self._ms_upsampled[index]:
       sample["lms"], sample["ms"] = ms, _block_mean(ms, self.ratio)
     else:
       sample["ms"] = ms
       sample["lms"] = np.clip(wald.interp23tap(ms, self.ratio), 0.0, 1.0).astype(np.float32)
     if "GT" in paths:
-      sample["gt"] = checks.to_unit(read_image(paths["GT"]), self.max_value, paths["GT"])
+      sample["gt"] = self._read(paths, "GT")
     return sample

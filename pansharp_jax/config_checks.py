@@ -59,6 +59,13 @@ def validate(config) -> None:
   _require(int(config.num_train_steps) > 0, "num_train_steps", "must be positive")
   for field in ("log_every", "eval_every", "checkpoint_every", "eval_batch_size"):
     _require(int(config[field]) > 0, field, "must be positive")
+  # Imported here: evaluate pulls in the metrics and baselines.
+  from pansharp_jax import evaluate  # pylint: disable=g-import-not-at-top
+  _require(config.best_metric in evaluate.QUICK_METRICS, "best_metric",
+           f"must be a validation metric ({', '.join(evaluate.QUICK_METRICS)}),"
+           f" got {config.best_metric!r}")
+  _require(config.best_mode in ("max", "min"), "best_mode",
+           f"must be max or min, got {config.best_mode!r}")
   _require(float(config.optim.lr) > 0, "optim.lr", "must be positive")
   _require(0 <= float(config.optim.ema_decay) < 1, "optim.ema_decay",
            "must be in [0, 1)")

@@ -1,68 +1,198 @@
-"""Reduced-resolution evaluation of a model against GT, beside the EXP baseline.
+"""Reduced-resolution evaluation: the model and the classical baselines vs GT.
 
-EXP is the interpolated MS (`lms`) every source provides. Metrics are computed
-in sensor units (DN), so `data_range` is the source's `max_value`.
+Each sample's `gt`, `ms` and `pan` (in [0, 1]) go back to sensor units (DN,
+x `source.max_value`) and every method is scored by
+`metrics.evaluate_reduced` with `data_range = max_value`. The baselines
+(`baselines.BASELINES`: EXP, BT-H, GS, GSA, MTF-GLP-FS, MTF-GLP-HPM) fuse each
+sample's own `ms` and `pan` with the sensor's MTF filters. Reports are
+written by `report.write_report` (JSON + Markdown, per-image rows, mean ± std).
+
+Two depths, because the train loop validates often:
+* quick (`full=False`, the default): the model and EXP, `QUICK_METRICS` only;
+  for periodic validation. The rows remember how to finish themselves, so a
+  report written from them (`write_report`, the end-of-training report)
+  still has every method and metric.
+* full: every baseline, every reduced-resolution metric and quicklook PNGs
+  of the first samples; `--mode=evaluate` and the final report.
 """
 
-import json
 import os
 
 import numpy as np
 
+from pansharp_jax import baselines
 from pansharp_jax import metrics
+from pansharp_jax import report as report_lib
+
+MODEL = "model"
+# Cheap metrics of the in-loop validation; config.best_metric picks from them.
+QUICK_METRICS = ("psnr", "ssim", "sam", "ergas")
+NUM_QUICKLOOKS = 4
 
 
-def _image_metrics(ref, x, data_range):
+class Rows(dict):
+  """{method: [per-image metric dicts]}; `finish()` completes a quick pass."""
+
+  def __init__(self, rows, finish=None):
+    super().__init__(rows)
+    self._finish = finish
+
+  @property
+  def complete(self) -> bool:
+    return self._finish is None
+
+  def finish(self, quicklook_dir: str | None = None) -> "Rows":
+    """The full evaluation of the same model and split (self if done)."""
+    return self if self._finish is None else self._finish(quicklook_dir)
+
+
+def _quick_metrics(ref, x, ratio, data_range):
   return {"psnr": metrics.psnr(ref, x, data_range),
-          "ssim": metrics.ssim(ref, x, data_range)}
+          "ssim": metrics.ssim(ref, x, data_range),
+          "sam": metrics.sam(ref, x),
+          "ergas": metrics.ergas(ref, x, ratio)}
 
 
-def evaluate_source(predict, source, batches) -> dict[str, list[dict]]:
-  """Per-image metrics for the model (`predict(batch) -> HR batch`) and EXP."""
-  rows = {"model": [], "EXP": []}
-  scale = source.max_value
+def score_sample(gt, ms, pan, fused, *, data_range: float, sensor: str,
+                 full: bool = True) -> dict[str, dict[str, float]]:
+  """{method: metrics} of one sample; images in sensor units (DN).
+
+  `fused` is the model's output (None: baselines only). Quick scoring
+  (`full=False`) has EXP as the only baseline and `QUICK_METRICS`.
+  """
+  ratio = pan.shape[0] // ms.shape[0]
+  methods = dict(baselines.BASELINES) if full else {"EXP": baselines.exp}
+  outputs = {} if fused is None else {MODEL: fused}
+  outputs.update({name: fn(ms, pan, ratio=ratio, sensor=sensor)
+                  for name, fn in methods.items()})
+  if full:
+    return {name: metrics.evaluate_reduced(gt, x, ratio=ratio,
+                                           data_range=data_range)
+            for name, x in outputs.items()}
+  return {name: _quick_metrics(gt.astype(np.float64), x, ratio, data_range)
+          for name, x in outputs.items()}
+
+
+def evaluate_source(predict, source, batches, *, full: bool = False,
+                    sensor: str | None = None, quicklook_dir: str | None = None,
+                    num_quicklooks: int = NUM_QUICKLOOKS,
+                    batch_size: int | None = None) -> Rows:
+  """Per-image rows of the model (`predict(batch) -> HR batch`) and baselines.
+
+  Args:
+    predict: the model, NHWC batch dict in [0, 1] -> fused NHWC in [0, 1].
+    source: the split's data source (`max_value`, optional `sensor`).
+    batches: iterable of batch dicts over the source, in order.
+    full: every baseline and metric (else the model, EXP, QUICK_METRICS).
+    sensor: MTF filters of the baselines; default `source.sensor` or generic.
+    quicklook_dir: where to write PNG panels of the first samples (full only).
+    num_quicklooks: how many.
+    batch_size: of the batches to rebuild when quick rows are finished
+      (default: the first batch's).
+
+  Returns:
+    `Rows` {method: [metric dicts]}, "model" first.
+  """
+  scale = float(source.max_value)
+  sensor = sensor or getattr(source, "sensor", None) or "generic"
+  rows, seen, first_batch = {}, 0, None
   for batch in batches:
     fused = np.asarray(predict(batch))
+    first_batch = first_batch or len(fused)
     for i in range(fused.shape[0]):
-      ref = batch["gt"][i] * scale
-      rows["model"].append(_image_metrics(ref, fused[i] * scale, scale))
-      rows["EXP"].append(_image_metrics(ref, batch["lms"][i] * scale, scale))
-  return rows
+      gt, ms, pan = (np.asarray(batch[k][i], np.float64) * scale
+                     for k in ("gt", "ms", "pan"))
+      scores = score_sample(gt, ms, pan[..., 0], fused[i] * scale,
+                            data_range=scale, sensor=sensor, full=full)
+      for method, values in scores.items():
+        rows.setdefault(method, []).append(values)
+      if full and quicklook_dir and seen < num_quicklooks:
+        _write_quicklook(quicklook_dir, seen, batch, i, fused[i])
+      seen += 1
+  if full:
+    return Rows(rows)
+
+  def finish(quicklook_dir):
+    # Imported here: pipeline pulls in grain, which evaluating rows needs not.
+    from pansharp_jax.data import pipeline
+    again = pipeline.eval_batches(source, batch_size or first_batch or 1)
+    return evaluate_source(predict, source, again, full=True, sensor=sensor,
+                           quicklook_dir=quicklook_dir,
+                           num_quicklooks=num_quicklooks)
+  return Rows(rows, finish)
 
 
-def summarize(rows: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
-  """Mean of every metric per method."""
-  return {method: {k: float(np.mean([r[k] for r in per_image]))
-                   for k in per_image[0]}
-          for method, per_image in rows.items() if per_image}
+def _write_quicklook(out_dir, index, batch, i, fused):
+  """MS | PAN | fused | GT | |error| panel of sample `index`."""
+  from pansharp_jax import quicklook  # PIL only when panels are written
+  quicklook.write_quicklook(
+      os.path.join(out_dir, f"{index:04d}.png"), np.asarray(batch["lms"][i]),
+      np.asarray(batch["pan"][i]), np.clip(fused, 0, 1),
+      np.asarray(batch["gt"][i]))
 
 
-def write_report(rows, out_dir: str, extra: dict | None = None) -> dict:
-  """Writes `out_dir/report.json` (per-image rows + means) and returns it."""
-  os.makedirs(out_dir, exist_ok=True)
-  report = {"mean": summarize(rows), "per_image": rows, **(extra or {})}
-  with open(os.path.join(out_dir, "report.json"), "w") as f:
-    json.dump(report, f, indent=2)
-  return report
+def summarize(rows) -> dict[str, dict[str, float]]:
+  """{method: {metric: mean}} (the full statistics: `report.summarize`)."""
+  return {method: {k: s["mean"] for k, s in report_lib.summarize(per).items()}
+          for method, per in rows.items() if per}
+
+
+def write_report(rows, out_dir: str, extra: dict | None = None, *,
+                 quicklooks: bool = True) -> dict:
+  """Writes `out_dir/report.{json,md}` and returns the report.
+
+  Quick rows are finished first (every baseline and metric, quicklooks in
+  `out_dir/quicklooks`). The JSON's "mean" holds {method: {metric: mean}}.
+  """
+  if isinstance(rows, Rows) and not rows.complete:
+    rows = rows.finish(os.path.join(out_dir, "quicklooks") if quicklooks
+                       else None)
+  return report_lib.write_report(dict(rows), out_dir, extra=extra)
+
+
+def _has_checkpoint(workdir: str) -> bool:
+  """Whether WORKDIR/checkpoints has a step folder (no orbax, no model)."""
+  directory = os.path.join(workdir, "checkpoints")
+  try:
+    names = os.listdir(directory)
+  except (FileNotFoundError, NotADirectoryError):
+    return False
+  return any(n.isdigit() and os.path.isdir(os.path.join(directory, n))
+             for n in names)
 
 
 def evaluate_workdir(config, workdir: str, split: str = "val") -> dict:
-  """Evaluates the EMA weights of the newest checkpoint in `workdir` on `split`."""
+  """Full evaluation of the newest checkpoint's EMA weights on `split`.
+
+  Writes WORKDIR/eval/report.{json,md} and WORKDIR/eval/quicklooks/.
+  """
+  # Before any model or orbax manager: "no checkpoint" must fail fast and
+  # cleanly, with no async machinery to tear down.
+  if not _has_checkpoint(workdir):
+    raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to evaluate")
   # Imported here: the train package imports this module for in-loop evals.
   from pansharp_jax.data import pipeline, sources
   from pansharp_jax.train import builder, checkpoint, parallel
 
+  source = sources.make_source(config.data, split)
   mesh = parallel.make_mesh()
   model, _, _, state = builder.build(config, mesh)
   manager = checkpoint.make_manager(workdir, config)
-  state = checkpoint.restore_latest(manager, checkpoint.abstract_like(state), None)
-  manager.close()
+  try:
+    state = checkpoint.restore_latest(manager, checkpoint.abstract_like(state),
+                                      None)
+  finally:
+    manager.close()
   if state is None:
     raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to evaluate")
   predict = builder.make_predict(model)
-  source = sources.make_source(config.data, split)
+  out_dir = os.path.join(workdir, "eval")
   rows = evaluate_source(
       lambda b: predict(state.ema_params, state.model_state, b), source,
-      pipeline.eval_batches(source, int(config.eval_batch_size)))
-  return write_report(rows, os.path.join(workdir, "eval"),
-                      {"step": int(state.step), "split": split})
+      pipeline.eval_batches(source, int(config.eval_batch_size)), full=True,
+      sensor=config.data.sensor,
+      quicklook_dir=os.path.join(out_dir, "quicklooks"))
+  return write_report(rows, out_dir, {
+      "step": int(state.step), "split": split, "source": config.data.source,
+      "sensor": config.data.sensor, "ratio": int(config.data.ratio),
+      "data_range": float(source.max_value)})

@@ -152,13 +152,16 @@ def write_report(rows_by_method: dict[str, list[dict]], out_dir: str, *,
                  title: str = "Evaluation report") -> dict:
   """Writes `out_dir/{name}.json` and `out_dir/{name}.md`; returns the report.
 
-  The JSON holds `summary` ({method: summarize(rows)}), `per_image` (the
-  rows) and the items of `extra` (e.g. step, split).
+  The JSON holds `mean` ({method: {metric: mean}}, the headline numbers),
+  `summary` ({method: summarize(rows)}: mean, std, min, max, n), `per_image`
+  (the rows) and the items of `extra` (e.g. step, split).
   """
   rows_by_method = {m: rows for m, rows in rows_by_method.items() if rows}
   summaries = {m: summarize(rows) for m, rows in rows_by_method.items()}
-  report = _json_safe({"summary": summaries, "per_image": rows_by_method,
-                       **(extra or {})})
+  means = {m: {k: s["mean"] for k, s in summary.items()}
+           for m, summary in summaries.items()}
+  report = _json_safe({"mean": means, "summary": summaries,
+                       "per_image": rows_by_method, **(extra or {})})
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
     json.dump(report, f, indent=2, allow_nan=False)

@@ -33,6 +33,9 @@ def test_write_report(tmp_path):
   assert on_disk == out
   assert on_disk["step"] == 7
   assert on_disk["summary"]["EXP"]["psnr"]["mean"] is None
+  assert on_disk["mean"] == {"model": {"psnr": 32.0, "sam": 2.0},
+                             "EXP": {"psnr": None, "sam": 5.0}}
+  assert list(on_disk)[:3] == ["mean", "summary", "per_image"]
   assert on_disk["per_image"]["model"][1]["psnr"] == 32.0
 
   with open(os.path.join(tmp_path, "report.md")) as f:

@@ -18,6 +18,8 @@ Two depths, because the train loop validates often:
 
 import os
 
+from absl import logging
+import jax
 import numpy as np
 
 from pansharp_jax import baselines
@@ -141,12 +143,18 @@ def write_report(rows, out_dir: str, extra: dict | None = None, *,
                  quicklooks: bool = True) -> dict:
   """Writes `out_dir/report.{json,md}` and returns the report.
 
-  Quick rows are finished first (every baseline and metric, quicklooks in
-  `out_dir/quicklooks`). The JSON's "mean" holds {method: {metric: mean}}.
+  Quick rows are finished first on a single host (every baseline and
+  metric, quicklooks in `out_dir/quicklooks`). The JSON's "mean" holds {method: {metric: mean}}.
   """
   if isinstance(rows, Rows) and not rows.complete:
-    rows = rows.finish(os.path.join(out_dir, "quicklooks") if quicklooks
-                       else None)
+    # Finishing runs the model again on this process alone: fine on one
+    # host, a hang where every host must join each computation.
+    if jax.process_count() == 1:
+      rows = rows.finish(os.path.join(out_dir, "quicklooks") if quicklooks
+                         else None)
+    else:
+      logging.warning("Report with the quick metrics only (multi-host); "
+                      "--mode=evaluate writes the full one.")
   return report_lib.write_report(dict(rows), out_dir, extra=extra)
 
 

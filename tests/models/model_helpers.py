@@ -1,0 +1,92 @@
+"""Shared pieces of the model tests: configs, inputs and param surgery.
+
+Everything runs the tiny size at 16-36 px on the CPU; base and large only go
+through `jax.eval_shape`.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import common
+from pansharp_jax.models import registry
+
+# Every real (not eval_shape) model call uses these input sizes: multiples of
+# 4 but not of 8, the least the model promises to accept.
+HEIGHT, WIDTH = 20, 28
+
+
+def model_config(size="tiny", **fields):
+  """config.model at `size`, dropout 0 and per-block loops (CPU friendly).
+
+  `fields` sets model fields; `world_<name>` sets model.world.<name>.
+  """
+  config = common.get_base_config().model
+  config.size = size
+  config.dropout = 0.0
+  config.scan_layers = False
+  for key, value in fields.items():
+    if key.startswith("world_"):
+      config.world[key[len("world_"):]] = value
+    else:
+      config[key] = value
+  return config
+
+
+def build(num_bands=4, size="tiny", **fields):
+  return registry.build_model(model_config(size, **fields), num_bands)
+
+
+def inputs(seed=0, batch=2, height=16, width=None, bands=4):
+  """ms (B, H/4, W/4, C), pan (B, H, W, 1) and lms (B, H, W, C) in [0, 1]."""
+  width = width or height
+  k_ms, k_pan, k_lms = jax.random.split(jax.random.PRNGKey(seed), 3)
+  ms = jax.random.uniform(k_ms, (batch, height // 4, width // 4, bands),
+                          minval=0.1, maxval=0.9)
+  pan = jax.random.uniform(k_pan, (batch, height, width, 1))
+  lms = jax.random.uniform(k_lms, (batch, height, width, bands),
+                           minval=0.1, maxval=0.9)
+  return ms, pan, lms
+
+
+def key(seed=0):
+  """A typed PRNG key on XLA's RngBitGenerator.
+
+  XLA:CPU takes minutes to compile threefry for the ~300 parameter inits of
+  the model and seconds for RngBitGenerator; typed keys carry their
+  implementation, so nothing global changes.
+  """
+  return jax.random.key(seed, impl="unsafe_rbg")
+
+
+def wake_heads(params, seed=0, scale=0.05):
+  """Random head kernels instead of zeros.
+
+  The heads start at zero, so an untrained model outputs the interpolated
+  MS whatever its features are; tests that look for the features' effect on
+  the output need heads that read them.
+  """
+  params = dict(params)
+  for i, name in enumerate(sorted(k for k in params if k.startswith("head_"))):
+    kernel = params[name]["Conv_0"]["kernel"]
+    noise = jax.random.normal(jax.random.fold_in(key(seed), i), kernel.shape)
+    params[name] = {"Conv_0": {**params[name]["Conv_0"],
+                               "kernel": scale * noise}}
+  return params
+
+
+def drop(params, name):
+  """`params` without every subtree called `name` (a world option's)."""
+  if isinstance(params, dict):
+    return {k: drop(v, name) for k, v in params.items() if k != name}
+  return params
+
+
+def leaves(tree):
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def max_abs_diff(a, b):
+  return max(float(jnp.max(jnp.abs(jnp.asarray(x, jnp.float32) -
+                                   jnp.asarray(y, jnp.float32))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

@@ -1,0 +1,55 @@
+"""Output shapes for every size and band count; the untrained identity."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import model_helpers as h
+from model_helpers import HEIGHT, WIDTH
+
+
+@pytest.mark.parametrize("bands", [3, 4, 8])
+@pytest.mark.parametrize("size", ["tiny", "small", "base", "large"])
+def test_output_shapes(size, bands):
+  # nn.scan traces each layer's blocks once: base and large trace in seconds.
+  model = h.build(bands, size, scan_layers=size in ("base", "large"))
+  height, width = 36, 44    # multiples of 4, not of 8
+  spec = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+  ms, pan = spec(2, height // 4, width // 4, bands), spec(2, height, width, 1)
+  lms = spec(2, height, width, bands)
+
+  def run(ms, pan, lms):
+    without_lms, variables = model.init_with_output(h.key(0), ms, pan)
+    return without_lms, model.apply(variables, ms, pan, lms)
+
+  for outputs in jax.eval_shape(run, ms, pan, lms):
+    assert [o.shape for o in outputs] == [
+        (2, 9, 11, bands), (2, 18, 22, bands), (2, height, width, bands)]
+    assert all(o.dtype == jnp.float32 for o in outputs)
+
+
+def test_bad_input_shapes_raise():
+  model = h.build(4)
+  ms, pan, _ = h.inputs(height=16, width=16)
+  with pytest.raises(ValueError, match="multiples of 4"):
+    jax.eval_shape(model.init, h.key(0), ms[:, :3, :3], pan[:, :14, :14])
+  with pytest.raises(ValueError, match="ms must be"):
+    jax.eval_shape(model.init, h.key(0), ms[..., :3], pan)
+
+
+def test_real_outputs_in_range(tiny, tiny_outputs):
+  for out, scale in zip(tiny_outputs, (4, 2, 1)):
+    out = np.asarray(out)
+    assert out.shape == (2, HEIGHT // scale, WIDTH // scale, 4)
+    assert np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= 1
+
+
+def test_untrained_model_outputs_the_interpolated_ms(tiny):
+  # The heads start at zero: each output is the MS interpolated to its scale.
+  sr_1_4, sr_1_2, full = tiny.forward(tiny.init_params, tiny.ms, tiny.pan,
+                                      tiny.lms)
+  np.testing.assert_allclose(sr_1_4, tiny.ms, atol=1e-5)
+  np.testing.assert_allclose(full, tiny.lms, atol=1e-5)
+  np.testing.assert_allclose(
+      sr_1_2, nn.avg_pool(tiny.lms, (2, 2), (2, 2)), atol=1e-5)

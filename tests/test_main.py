@@ -45,6 +45,10 @@ def test_train_end_to_end_writes_everything(tmp_path):
   with open(os.path.join(workdir, "eval", "report.json")) as f:
     again = json.load(f)
   assert again["mean"]["model"]["psnr"] == pytest.approx(report["mean"]["model"]["psnr"], abs=1e-4)
+  # Both reports have every baseline; evaluation writes quicklook panels.
+  for r in (report, again):
+    assert {"EXP", "GS", "MTF-GLP-FS"} <= set(r["mean"]) and "q2n" in r["mean"]["GS"]
+  assert sorted(os.listdir(os.path.join(workdir, "eval", "quicklooks"))) == ["0000.png", "0001.png"]
 
 
 @pytest.mark.parametrize("override, message", [
@@ -64,3 +68,4 @@ def test_evaluate_without_checkpoint_is_a_clear_error(tmp_path):
   result = run_main("--workdir", str(tmp_path / "empty"), "--mode=evaluate", *TINY, timeout=300)
   assert result.returncode == 2
   assert "no checkpoint to evaluate" in result.stderr.strip().splitlines()[-1]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]

@@ -37,7 +37,9 @@ def route_policy(logits, rng=None):
     return jax.nn.one_hot(jnp.argmax(logits, axis=-1), num_tokens)
   soft = jax.nn.softmax(logits + jax.random.gumbel(rng, logits.shape), axis=-1)
   hard = jax.nn.one_hot(jnp.argmax(soft, axis=-1), num_tokens)
-  return hard + soft - jax.lax.stop_gradient(soft)
+  # Brackets matter: (soft - soft) is exactly 0, so the forward value is
+  # exactly one-hot ((1 + soft) - soft can round below 1).
+  return hard + (soft - jax.lax.stop_gradient(soft))
 
 
 def semantic_permutation(keys):

@@ -90,3 +90,9 @@ def max_abs_diff(a, b):
   return max(float(jnp.max(jnp.abs(jnp.asarray(x, jnp.float32) -
                                    jnp.asarray(y, jnp.float32))))
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def assert_trees_equal(a, b):
+  """Bitwise equality of two pytrees of arrays."""
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

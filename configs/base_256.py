@@ -7,5 +7,9 @@ def get_config():
   config = common.get_base_config()
   config.model.size = "base"
   config.data.image_size = 256
+  # Without remat a base block's activations at 65,536 tokens need about
+  # 37 GiB per image (XLA memory analysis, docs/benchmarks.md); with it
+  # about 6 GiB.
+  config.model.remat = True
   config.optim.lr = 2e-4
   return config

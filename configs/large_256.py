@@ -7,5 +7,8 @@ def get_config():
   config = common.get_base_config()
   config.model.size = "large"
   config.data.image_size = 256
+  # Activations, not parameters, fill the device at 65,536 tokens per image:
+  # remat keeps only each block's inputs (as configs/base_256.py).
+  config.model.remat = True
   config.optim.lr = 1e-4
   return config

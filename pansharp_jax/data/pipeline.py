@@ -10,6 +10,8 @@ import dataclasses
 import grain
 import numpy as np
 
+from pansharp_jax.data.errors import require
+
 KEYS = ("gt", "ms", "lms", "pan")
 
 
@@ -25,9 +27,9 @@ class CropAugment(grain.transforms.RandomMap):
 
   def random_map(self, sample, rng: np.random.Generator):
     height, width = sample["pan"].shape[:2]
-    if height < self.size or width < self.size:
-      raise ValueError(f"sample of {height}x{width} px is smaller than "
-                       f"data.image_size={self.size}")
+    require(height >= self.size and width >= self.size, "config.data.image_size",
+            f"{self.size} px crops do not fit a {height}x{width} px sample; "
+            "use a smaller crop")
     # Offsets on the MS grid so the MS crop is exactly the PAN crop / ratio.
     top = self.ratio * rng.integers(0, (height - self.size) // self.ratio + 1)
     left = self.ratio * rng.integers(0, (width - self.size) // self.ratio + 1)

@@ -1,9 +1,11 @@
 """The grain pipeline: batch shapes, paired augmentation and resumable iteration."""
 
 import numpy as np
+import pytest
 
 from configs import default
 from pansharp_jax.data import pipeline
+from pansharp_jax.data.errors import DataError
 
 
 class _PairedSource:
@@ -82,3 +84,11 @@ def test_eval_batches_cover_split_in_order():
   batches = list(pipeline.eval_batches(source, 4))
   assert [b["gt"].shape[0] for b in batches] == [4, 2]
   np.testing.assert_array_equal(batches[1]["gt"][1], source[5]["gt"])
+
+
+def test_crop_larger_than_the_samples_is_a_data_error():
+  ds = pipeline.train_dataset(_PairedSource(), _config(image_size=64),
+                              batch_size=1, seed=0)
+  with pytest.raises(DataError, match=r"^config\.data\.image_size: 64 px crops "
+                     r"do not fit a 48x48 px sample"):
+    next(iter(ds))

@@ -9,17 +9,13 @@ written by `report.write_report` (JSON + Markdown, per-image rows, mean ± std).
 
 Two depths, because the train loop validates often:
 * quick (`full=False`, the default): the model and EXP, `QUICK_METRICS` only;
-  for periodic validation. The rows remember how to finish themselves, so a
-  report written from them (`write_report`, the end-of-training report)
-  still has every method and metric.
+  the periodic validation during training.
 * full: every baseline, every reduced-resolution metric and quicklook PNGs
-  of the first samples; `--mode=evaluate` and the final report.
+  of the first samples; the end-of-training report and `--mode=evaluate`.
 """
 
 import os
 
-from absl import logging
-import jax
 import numpy as np
 
 from pansharp_jax import baselines
@@ -30,22 +26,6 @@ MODEL = "model"
 # Cheap metrics of the in-loop validation; config.best_metric picks from them.
 QUICK_METRICS = ("psnr", "ssim", "sam", "ergas")
 NUM_QUICKLOOKS = 4
-
-
-class Rows(dict):
-  """{method: [per-image metric dicts]}; `finish()` completes a quick pass."""
-
-  def __init__(self, rows, finish=None):
-    super().__init__(rows)
-    self._finish = finish
-
-  @property
-  def complete(self) -> bool:
-    return self._finish is None
-
-  def finish(self, quicklook_dir: str | None = None) -> "Rows":
-    """The full evaluation of the same model and split (self if done)."""
-    return self if self._finish is None else self._finish(quicklook_dir)
 
 
 def _quick_metrics(ref, x, ratio, data_range):
@@ -77,8 +57,8 @@ def score_sample(gt, ms, pan, fused, *, data_range: float, sensor: str,
 
 def evaluate_source(predict, source, batches, *, full: bool = False,
                     sensor: str | None = None, quicklook_dir: str | None = None,
-                    num_quicklooks: int = NUM_QUICKLOOKS,
-                    batch_size: int | None = None) -> Rows:
+                    num_quicklooks: int = NUM_QUICKLOOKS
+                    ) -> dict[str, list[dict]]:
   """Per-image rows of the model (`predict(batch) -> HR batch`) and baselines.
 
   Args:
@@ -89,18 +69,15 @@ def evaluate_source(predict, source, batches, *, full: bool = False,
     sensor: MTF filters of the baselines; default `source.sensor` or generic.
     quicklook_dir: where to write PNG panels of the first samples (full only).
     num_quicklooks: how many.
-    batch_size: of the batches to rebuild when quick rows are finished
-      (default: the first batch's).
 
   Returns:
-    `Rows` {method: [metric dicts]}, "model" first.
+    {method: [metric dicts]}, "model" first.
   """
   scale = float(source.max_value)
   sensor = sensor or getattr(source, "sensor", None) or "generic"
-  rows, seen, first_batch = {}, 0, None
+  rows, seen = {}, 0
   for batch in batches:
     fused = np.asarray(predict(batch))
-    first_batch = first_batch or len(fused)
     for i in range(fused.shape[0]):
       gt, ms, pan = (np.asarray(batch[k][i], np.float64) * scale
                      for k in ("gt", "ms", "pan"))
@@ -111,17 +88,7 @@ def evaluate_source(predict, source, batches, *, full: bool = False,
       if full and quicklook_dir and seen < num_quicklooks:
         _write_quicklook(quicklook_dir, seen, batch, i, fused[i])
       seen += 1
-  if full:
-    return Rows(rows)
-
-  def finish(quicklook_dir):
-    # Imported here: pipeline pulls in grain, which evaluating rows needs not.
-    from pansharp_jax.data import pipeline
-    again = pipeline.eval_batches(source, batch_size or first_batch or 1)
-    return evaluate_source(predict, source, again, full=True, sensor=sensor,
-                           quicklook_dir=quicklook_dir,
-                           num_quicklooks=num_quicklooks)
-  return Rows(rows, finish)
+  return rows
 
 
 def _write_quicklook(out_dir, index, batch, i, fused):
@@ -139,23 +106,10 @@ def summarize(rows) -> dict[str, dict[str, float]]:
           for method, per in rows.items() if per}
 
 
-def write_report(rows, out_dir: str, extra: dict | None = None, *,
-                 quicklooks: bool = True) -> dict:
-  """Writes `out_dir/report.{json,md}` and returns the report.
-
-  Quick rows are finished first on a single host (every baseline and
-  metric, quicklooks in `out_dir/quicklooks`). The JSON's "mean" holds {method: {metric: mean}}.
-  """
-  if isinstance(rows, Rows) and not rows.complete:
-    # Finishing runs the model again on this process alone: fine on one
-    # host, a hang where every host must join each computation.
-    if jax.process_count() == 1:
-      rows = rows.finish(os.path.join(out_dir, "quicklooks") if quicklooks
-                         else None)
-    else:
-      logging.warning("Report with the quick metrics only (multi-host); "
-                      "--mode=evaluate writes the full one.")
-  return report_lib.write_report(dict(rows), out_dir, extra=extra)
+def write_report(rows, out_dir: str, extra: dict | None = None) -> dict:
+  """Writes `out_dir/report.{json,md}`; the JSON's "mean" holds
+  {method: {metric: mean}}."""
+  return report_lib.write_report(rows, out_dir, extra=extra)
 
 
 def _has_checkpoint(workdir: str) -> bool:

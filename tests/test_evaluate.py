@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -92,8 +91,7 @@ def test_report_has_every_method_metric_and_quicklooks(full_rows, source,
   assert sorted(os.listdir(ql_dir)) == [f"{i:04d}.png" for i in range(4)]
 
 
-def test_quick_rows_are_cheap_and_finish_into_the_full_report(
-    full_rows, source, tmp_path):
+def test_quick_rows_are_the_models_and_exps_cheap_metrics(full_rows, source):
   quick = evaluate.evaluate_source(fake_model, source,
                                    pipeline.eval_batches(source, 2))
   assert list(quick) == ["model", "EXP"]
@@ -102,12 +100,6 @@ def test_quick_rows_are_cheap_and_finish_into_the_full_report(
   assert means["model"]["psnr"] == pytest.approx(
       _mean(full_rows, "model", "psnr"), rel=1e-9)
   assert means["model"]["psnr"] > means["EXP"]["psnr"]
-  # The end-of-training report is written from quick rows: it is full.
-  report = evaluate.write_report(quick, str(tmp_path))
-  assert list(report["mean"]) == METHODS
-  assert report["mean"]["GS"]["q2n"] == pytest.approx(
-      _mean(full_rows, "GS", "q2n"))
-  assert len(os.listdir(tmp_path / "quicklooks")) == 4
 
 
 @pytest.mark.parametrize("layout", ["missing", "empty", "no_step"])
@@ -120,10 +112,8 @@ def test_evaluate_workdir_without_checkpoint_fails_fast(config, tmp_path,
     (workdir / "checkpoints").mkdir(parents=True)
   if layout == "no_step":
     (workdir / "checkpoints" / "tmp_save").mkdir()
-  start = time.perf_counter()
   with pytest.raises(FileNotFoundError) as info:
     evaluate.evaluate_workdir(config, str(workdir))
-  assert time.perf_counter() - start < 1.0
   assert str(info.value) == f"{workdir}/checkpoints: no checkpoint to evaluate"
 
 

@@ -98,11 +98,16 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   predict = builder.make_predict(model)
   best_manager = checkpoint.make_best_manager(workdir)
 
-  def validate(state):
-    """Per-image rows of the EMA model (and the EXP baseline) on the val split."""
+  def validate(state, full=False):
+    """Per-image rows of the EMA model on the val split: beside EXP with the
+    quick metrics, or (full, the final report) beside every baseline with
+    every metric, plus quicklooks."""
+    quicklooks = os.path.join(workdir, "eval", "quicklooks")
     return evaluate.evaluate_source(
         lambda b: predict(state.ema_params, state.model_state, b), val_source,
-        pipeline.eval_batches(val_source, int(config.eval_batch_size)))
+        pipeline.eval_batches(val_source, int(config.eval_batch_size)),
+        full=full, sensor=config.data.sensor,
+        quicklook_dir=quicklooks if full and is_chief else None)
 
   def track_best(state, summary):
     """Exports the EMA model when `config.best_metric` improves."""
@@ -174,7 +179,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
 
         start = time.perf_counter()
         if step % config.eval_every == 0 or step == total_steps:
-          rows = validate(state)
+          rows = validate(state, full=step == total_steps)
           summary = evaluate.summarize(rows)["model"]
           state = track_best(state, summary)
           if step == total_steps:
@@ -195,7 +200,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     # ---- final report ----
     report = None
     if not preempted:
-      rows = final_rows or validate(state)
+      rows = final_rows or validate(state, full=True)
       if is_chief:
         report = evaluate.write_report(rows, os.path.join(workdir, "eval"),
                                        {"step": int(state.step), "split": "val"})

@@ -31,10 +31,10 @@ _PAN = flags.DEFINE_string("pan", None, "predict: panchromatic GeoTIFF.")
 _OUT = flags.DEFINE_string("out", None, "predict: output GeoTIFF (a quicklook PNG is written beside it).")
 _TILE_SIZE = flags.DEFINE_integer(
     "tile_size", 0, "predict: tile side in PAN pixels, a multiple of 4 x ratio "
-    "(0: config.predict.tile_size if set, else data.image_size).")
+    "(0: config.predict.tile_size if non-zero, else data.image_size).")
 _TILE_OVERLAP = flags.DEFINE_integer(
     "tile_overlap", -1, "predict: blended overlap in PAN pixels, a multiple of "
-    "ratio (-1: config.predict.overlap if set, else a quarter tile).")
+    "ratio (-1: config.predict.overlap unless -1, else a quarter tile).")
 _TILE_BATCH = flags.DEFINE_integer(
     "tile_batch", 0, "predict: tiles per model call (0: config.predict.batch_size "
     "if set, else eval_batch_size).")

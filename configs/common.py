@@ -113,6 +113,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.best_mode = "max"       # max | min
   config.max_nonfinite = 10      # stop after this many non-finite steps in a row
 
+  # ---- whole-scene prediction (--mode=predict; the --tile_* flags win) ----
+  config.predict = predict = ml_collections.ConfigDict()
+  predict.tile_size = 0          # tile side in PAN px, a multiple of 4 x ratio (0: data.image_size)
+  predict.overlap = -1           # blended overlap in PAN px, a multiple of ratio (-1: a quarter tile)
+  predict.batch_size = 0         # tiles per model call (0: eval_batch_size)
+
   # ---- memory probe (--mode=probe, batch_size=-1) ----
   config.probe = probe = ml_collections.ConfigDict()
   probe.memory_fraction = 0.9    # share of the device memory a step may use

@@ -69,16 +69,16 @@ class TileOptions:
 
 
 def options_from_config(config, tile=0, overlap=-1, batch=0) -> TileOptions:
-  """TileOptions from flags, else `config.predict` (if the config has one),
-  else the training crop size with a quarter-tile overlap."""
-  section = config.get("predict") or {}
+  """TileOptions from flags, else `config.predict`, else the training crop
+  size with a quarter-tile overlap."""
+  section = config.predict
   ratio = int(config.data.ratio)
-  tile = int(tile or section.get("tile_size", 0) or config.data.image_size)
+  tile = int(tile or section.tile_size or config.data.image_size)
   if overlap < 0:
-    overlap = int(section.get("overlap", -1))
+    overlap = int(section.overlap)
   if overlap < 0:
     overlap = tile // 4 // ratio * ratio
-  batch = int(batch or section.get("batch_size", 0) or config.eval_batch_size)
+  batch = int(batch or section.batch_size or config.eval_batch_size)
   options = TileOptions(tile, overlap, batch)
   options.validate(ratio)
   return options

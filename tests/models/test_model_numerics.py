@@ -1,0 +1,130 @@
+"""Train steps per world preset, determinism, bf16, remat and scan_layers."""
+
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import model_helpers as h
+
+from configs import default
+from pansharp_jax.models.assm import ASSMLayer
+from pansharp_jax.train import builder, parallel
+
+
+def _trainer(**model_fields):
+  """configs/default.py's tiny model at 20x28, batch 2, on one device."""
+  config = default.get_config()
+  config.data.image_size = h.HEIGHT
+  config.batch_size = 2
+  for key, value in model_fields.items():
+    if key.startswith("world_"):
+      config.model.world[key[len("world_"):]] = value
+    else:
+      config.model[key] = value
+  mesh = parallel.make_mesh(1)
+  model, optimizer, _ = builder.make_model_and_optimizer(config)
+  # make_init reads data.image_size for a square sample; shapes do not depend
+  # on it, so the state serves the 20x28 batch too.
+  return types.SimpleNamespace(
+      init=builder.make_init(config, model, optimizer, mesh),
+      step=builder.jit_train_step(model, optimizer, config, mesh))
+
+
+@pytest.fixture(scope="module")
+def batch(tiny):
+  gt = jnp.clip(tiny.lms + 0.05 * jax.random.normal(h.key(20), tiny.lms.shape),
+                0, 1)
+  return {"gt": gt, "ms": tiny.ms, "pan": tiny.pan, "lms": tiny.lms}
+
+
+def _run(trainer, batch, steps=3, state=None):
+  state = trainer.init(h.key(0)) if state is None else state
+  history = []
+  for _ in range(steps):
+    # The step donates its state: keep copies of what is compared.
+    state, metrics = trainer.step(state, batch)
+    history.append(jax.device_get(metrics))
+  return state, history
+
+
+@pytest.fixture(scope="module")
+def none_run(batch):
+  trainer = _trainer()
+  state = trainer.init(h.key(0))
+  start = jax.device_get(state)
+  state, history = _run(trainer, batch, state=state)
+  return types.SimpleNamespace(trainer=trainer, start=start, state=state,
+                               history=history)
+
+
+def _finite(history):
+  return all(np.isfinite(float(m["loss"])) and int(m["skipped"]) == 0
+             for m in history)
+
+
+def test_preset_none_trains(none_run):
+  assert _finite(none_run.history)
+  assert float(none_run.history[-1]["loss"]) < float(none_run.history[0]["loss"])
+  assert not none_run.state.model_state      # no world state without WSM
+
+
+@pytest.mark.parametrize("preset", ["core", "full"])
+def test_presets_train_and_carry_the_world_state(batch, preset):
+  state, history = _run(_trainer(world_preset=preset, world_wsm_reset_every=2),
+                        batch)
+  assert _finite(history)
+  assert "loss_dsc" in history[0]
+  assert ("loss_wacx" in history[0]) == (preset == "full")
+  world_state = jax.device_get(state.model_state["world_state"])
+  wsm = next(iter(world_state.values())) if "count" not in world_state else world_state
+  assert int(jax.tree.leaves(world_state)[0]) == 3 or int(wsm["count"]) == 3
+  assert np.abs(np.asarray(wsm["hidden"])).sum() > 0
+
+
+def test_train_output_depends_on_the_gumbel_draw(none_run, batch):
+  start = jax.device_put(none_run.start)
+  _, same = _run(none_run.trainer, batch, 1, jax.device_put(none_run.start))
+  _, other = _run(none_run.trainer, batch, 1,
+                  start.replace(rng=jax.random.key(99, impl="unsafe_rbg")))
+  assert float(same[0]["loss"]) == float(none_run.history[0]["loss"])
+  assert float(other[0]["loss"]) != float(same[0]["loss"])
+
+
+def test_remat_gives_the_same_steps(none_run, batch):
+  _, history = _run(_trainer(remat=True), batch,
+                    state=jax.device_put(none_run.start))
+  for plain, remat in zip(none_run.history, history):
+    for name in ("loss", "grad_norm", "psnr"):
+      np.testing.assert_allclose(remat[name], plain[name], rtol=1e-5,
+                                 err_msg=name)
+
+
+def test_eval_is_deterministic(tiny, tiny_outputs):
+  again = tiny.forward(tiny.params, tiny.ms, tiny.pan, tiny.lms)
+  h.assert_trees_equal(again, tiny_outputs)
+
+
+def test_bf16_compute_keeps_float32_params(tiny, tiny_outputs):
+  model = h.build(4, dtype="bfloat16")
+  params = jax.eval_shape(model.init, h.key(0), tiny.ms, tiny.pan)["params"]
+  assert {p.dtype for p in jax.tree.leaves(params)} == {jnp.dtype("float32")}
+  outputs = jax.jit(lambda p: model.apply(
+      {"params": p}, tiny.ms, tiny.pan, tiny.lms))(tiny.params)
+  for out, ref in zip(outputs, tiny_outputs):
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, ref, atol=2e-2)
+
+
+def test_scan_layers_matches_the_block_loop():
+  ms, pan = (jax.random.normal(k, (1, 8, 8, 8))
+             for k in jax.random.split(h.key(30)))
+  layer = lambda scan: ASSMLayer(depth=2, d_state=4, num_tokens=4,
+                                 inner_rank=4, mlp_ratio=1.0, scan_layers=scan)
+  params = jax.jit(layer(False).init)(h.key(31), ms, pan)["params"]
+  stacked = {"blocks": jax.tree.map(lambda *b: jnp.stack(b),
+                                    params["block_0"], params["block_1"])}
+  looped = jax.jit(layer(False).apply)({"params": params}, ms, pan)
+  scanned = jax.jit(layer(True).apply)({"params": stacked}, ms, pan)
+  assert h.max_abs_diff(looped, scanned) < 1e-5

@@ -1,0 +1,101 @@
+"""World options (SPEC §2.5): each changes the output or the loss; WSM state."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import model_helpers as h
+
+from pansharp_jax import losses
+from pansharp_jax.models import world
+from pansharp_jax.models.cross_attention import CrossModalAttention
+
+
+def test_presets_resolve():
+  resolved = lambda preset: world.world_options(
+      h.model_config(world_preset=preset).world)
+  assert resolved("none") == world.WorldOptions()
+  assert resolved("core").wsm and resolved("core").dsc
+  assert not resolved("core").dca
+  full = resolved("full")
+  assert full.wsm and full.dca and full.dsc and full.wacx
+  assert not full.patch_prior
+  with pytest.raises(ValueError, match="preset"):
+    resolved("all")
+
+
+def _features(seed, shape=(2, 8, 8, 16)):
+  return jax.random.uniform(h.key(seed), shape)
+
+
+def test_wsm_modulates_and_carries_its_state():
+  wsm = world.WorldStateMemory(hidden=8, train=True)
+  x = _features(0)
+  # As the trainer does: init in eval mode, so the count starts at 0.
+  variables = world.WorldStateMemory(hidden=8).init(h.key(1), x)
+  y, updated = wsm.apply(variables, x, mutable=["world_state"])
+  assert h.max_abs_diff(y, x) > 1e-4           # FiLM changes the features
+  state = updated["world_state"]
+  assert int(state["count"]) == 1
+  assert np.abs(np.asarray(state["hidden"])).sum() > 0
+  # The carried state changes the next output.
+  carried = {**variables, **updated}
+  y_next, _ = wsm.apply(carried, x, mutable=["world_state"])
+  assert h.max_abs_diff(y_next, y) > 0
+  # Eval, or a train call without a mutable state, leaves the state alone.
+  _, frozen = world.WorldStateMemory(hidden=8).apply(
+      carried, x, mutable=["world_state"])
+  h.assert_trees_equal(frozen, updated)
+
+
+@pytest.mark.parametrize("reset_every, resets", [(0, False), (2, False),
+                                                 (1, True)])
+def test_wsm_reset_every(reset_every, resets):
+  wsm = world.WorldStateMemory(hidden=8, reset_every=reset_every, train=True)
+  x = _features(2)
+  variables = world.WorldStateMemory(hidden=8).init(h.key(3), x)
+  fresh, after_one = wsm.apply(variables, x, mutable=["world_state"])
+  # Second step (count 1): from the carried state unless it is reset.
+  second, _ = wsm.apply({**variables, **after_one}, x, mutable=["world_state"])
+  assert (h.max_abs_diff(second, fresh) == 0) == resets
+  if reset_every == 2:
+    # The third step (count 2) starts from zero again.
+    _, after_two = wsm.apply({**variables, **after_one}, x,
+                             mutable=["world_state"])
+    third, _ = wsm.apply({**variables, **after_two}, x, mutable=["world_state"])
+    np.testing.assert_array_equal(third, fresh)
+
+
+def test_dca_changes_the_cross_attention():
+  ms, pan = _features(4), _features(5)
+  with_dca = CrossModalAttention(heads=2, dca_points=4)
+  variables = with_dca.init(h.key(6), ms, pan)
+  plain = {"params": h.drop(variables["params"], "dca_fim")}
+  fused = CrossModalAttention(heads=2).apply(plain, ms, pan)
+  aligned = with_dca.apply(variables, ms, pan)
+  assert h.max_abs_diff(fused, aligned) > 1e-4
+
+
+def test_patch_prior_refines_eval_output_only(tiny, tiny_outputs):
+  model = h.build(4, world_patch_prior=True)
+  refined = jax.jit(lambda p: model.apply(
+      {"params": p}, tiny.ms, tiny.pan, tiny.lms))(tiny.params)
+  expected = world.patch_prior_refine(tiny_outputs[-1], tiny.lms)
+  np.testing.assert_allclose(refined[-1], expected, atol=1e-6)
+  assert h.max_abs_diff(refined[-1], tiny_outputs[-1]) > 1e-4
+  # Two compiled programs: equal up to float rounding.
+  assert h.max_abs_diff(refined[:2], tiny_outputs[:2]) < 1e-6
+
+
+@pytest.mark.parametrize("option", ["dsc", "wacx"])
+def test_loss_options_add_their_term(tiny, tiny_outputs, option):
+  gt = jnp.clip(tiny.lms + 0.05 * _features(7, tiny.lms.shape), 0, 1)
+  batch = {"gt": gt, "ms": tiny.ms, "pan": tiny.pan, "lms": tiny.lms}
+  config = h.common.get_base_config()
+  base_total, base_terms = losses.compute_losses(tiny_outputs, batch,
+                                                 config.loss)
+  config.model.world[option] = True      # loss.world is the same dict
+  total, terms = losses.compute_losses(tiny_outputs, batch, config.loss)
+  assert option not in base_terms and float(terms[option]) > 0
+  np.testing.assert_allclose(
+      total, base_total + config.loss[option] * terms[option], rtol=1e-6)

@@ -32,6 +32,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.synthetic.num_train = 256
   data.synthetic.num_val = 16
   data.synthetic.num_test = 16
+  data.synthetic.cache_mb = 1024     # rendered samples kept in memory (per process)
   data.augment = ml_collections.ConfigDict()
   data.augment.flips = True
   data.augment.rot90 = True

@@ -114,6 +114,9 @@ class SyntheticSource:
                         "test": syn.num_test}[split])
     # Fails here, not at the first sample, for a sensor/band-count mismatch.
     self._ms_kernels = wald.mtf_kernels(self.sensor, self.num_bands, self.ratio)
+    # Rendering costs ~0.1 s per 64 px scene, as much as a tiny train step,
+    # and every epoch asks for the same scenes: keep them while they fit.
+    self._cache, self._cache_budget = {}, int(syn.cache_mb) * 2**20
 
   def __len__(self) -> int:
     return self._length
@@ -126,6 +129,16 @@ class SyntheticSource:
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     if not 0 <= index < self._length:
       raise IndexError(index)
+    if index in self._cache:
+      return {k: v.copy() for k, v in self._cache[index].items()}
+    sample = self._render(index)
+    size = sum(v.nbytes for v in sample.values())
+    if size <= self._cache_budget:
+      self._cache[index] = {k: v.copy() for k, v in sample.items()}
+      self._cache_budget -= size
+    return sample
+
+  def _render(self, index: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng([self._seed, index])
     fine = render_scene(rng, self.scene_size * self.ratio, self.num_bands)
     # Sensor model: MS sees the scene through its MTF at 1/ratio; PAN sees

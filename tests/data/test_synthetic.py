@@ -114,3 +114,19 @@ def test_band_count_mismatch_fails_early(data_config):
   wrong.sensor = "WV3"
   with pytest.raises(ValueError, match="8 MS bands"):
     SyntheticSource(wrong, "train")
+
+
+@pytest.mark.parametrize("cache_mb", [0, 1])
+def test_cached_samples_equal_fresh_renders(data_config, cache_mb):
+  """The cache returns copies: a consumer writing into a sample (in-place
+  augmentation) cannot change what the next epoch sees."""
+  config = data_config.copy_and_resolve_references()
+  config.synthetic.cache_mb = cache_mb
+  source = SyntheticSource(config, "train")
+  first = source[2]
+  fresh = {k: v.copy() for k, v in first.items()}
+  first["gt"][:] = -1.0
+  again = source[2]
+  for key in fresh:
+    np.testing.assert_array_equal(again[key], fresh[key], err_msg=key)
+  assert (2 in source._cache) == bool(cache_mb)

@@ -2,10 +2,11 @@
 names the file or field, exit status 2, no traceback.
 
 Every case fails while the data sources (or the predict scene) are opened,
-before any model is compiled. Data checks that need pixel values run when a
-sample is read, i.e. after compilation, for photo folders and HDF5 files; the
-NaN/Inf and value-range cases therefore use GeoTIFF scenes, which are read
-when their source is built.
+before any model is compiled. Photo folders and HDF5 files check the pixel
+values of their first sample when built and the rest when read; the NaN/Inf
+and value-range cases here use GeoTIFF scenes, which are read whole when
+their source is built (tests/data/test_train_sources.py covers the photo and
+HDF5 early checks).
 """
 
 import os

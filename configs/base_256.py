@@ -11,5 +11,9 @@ def get_config():
   # 37 GiB per image (XLA memory analysis, docs/benchmarks.md); with it
   # about 6 GiB.
   config.model.remat = True
+  # bfloat16 compute, float32 params (the original trained in fp16 AMP): on a
+  # GPU attention "auto" then takes cuDNN flash attention. Full float32:
+  # --config.model.dtype=float32.
+  config.model.dtype = "bfloat16"
   config.optim.lr = 2e-4
   return config

@@ -29,15 +29,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 _MS = flags.DEFINE_string("ms", None, "predict: multispectral GeoTIFF.")
 _PAN = flags.DEFINE_string("pan", None, "predict: panchromatic GeoTIFF.")
 _OUT = flags.DEFINE_string("out", None, "predict: output GeoTIFF (a quicklook PNG is written beside it).")
-_TILE_SIZE = flags.DEFINE_integer(
-    "tile_size", 0, "predict: tile side in PAN pixels, a multiple of 4 x ratio "
-    "(0: config.predict.tile_size if non-zero, else data.image_size).")
-_TILE_OVERLAP = flags.DEFINE_integer(
-    "tile_overlap", -1, "predict: blended overlap in PAN pixels, a multiple of "
-    "ratio (-1: config.predict.overlap unless -1, else a quarter tile).")
-_TILE_BATCH = flags.DEFINE_integer(
-    "tile_batch", 0, "predict: tiles per model call (0: config.predict.batch_size "
-    "if set, else eval_batch_size).")
 _WEIGHTS = flags.DEFINE_enum(
     "weights", "latest", ["latest", "best"],
     "predict: EMA params of the newest checkpoint, or the exported best model.")
@@ -66,30 +57,27 @@ def main(argv):
     if missing:
       _fail(f"--mode=predict needs {', '.join(missing)}")
   # Imported after flag parsing so `--help` stays fast.
-  from pansharp_jax import config_checks, evaluate, predict
-  from pansharp_jax.data.errors import DataError
-  from pansharp_jax.train import checkpoint, loop, memory, parallel
+  from pansharp_jax import commands, config_checks, errors
+  from pansharp_jax.train import loop, memory, parallel
   from pansharp_jax.train.logging import quiet_library_logs
 
   quiet_library_logs()
   parallel.initialize_distributed()
 
-  config = _CONFIG.value
+  config, workdir = _CONFIG.value, _WORKDIR.value
   try:
     config_checks.validate(config)
     if _MODE.value == "train":
-      loop.train_and_evaluate(config, _WORKDIR.value)
+      commands.train(config, workdir)
     elif _MODE.value == "probe":
-      memory.run_probe(config, _WORKDIR.value)
+      commands.probe(config, workdir)
     elif _MODE.value == "predict":
-      predict.predict_files(
-          config, _WORKDIR.value, _MS.value, _PAN.value, _OUT.value,
-          tile=_TILE_SIZE.value, overlap=_TILE_OVERLAP.value,
-          batch=_TILE_BATCH.value, weights=_WEIGHTS.value)
+      commands.predict(config, workdir, _MS.value, _PAN.value, _OUT.value,
+                       weights=_WEIGHTS.value)
     else:
-      evaluate.evaluate_workdir(config, _WORKDIR.value)
-  except (config_checks.ConfigError, DataError, FileNotFoundError,
-          checkpoint.CheckpointError) as e:
+      commands.evaluate(config, workdir)
+  except (errors.ConfigError, errors.DataError, errors.CheckpointError,
+          FileNotFoundError) as e:
     _fail(str(e))
   except memory.ProbeError as e:
     print(memory.format_table(e.result))

@@ -155,7 +155,7 @@ class Bench:
     self.config = config
     self.model, optimizer, _, self.state = builder.build(config, mesh)
     self.train_step = builder.jit_train_step(self.model, optimizer, config, mesh)
-    self.predict = builder.make_predict(self.model)
+    self.predict = builder.jit_predict(self.model)
     self.batch = random_batch(config, mesh)
     self.num_params = num_params(self.state.params)
 
@@ -163,8 +163,7 @@ class Bench:
     return compile_fn(self.train_step, self.state, self.batch)
 
   def compile_predict(self) -> Compiled:
-    return compile_fn(self.predict, self.state.ema_params,
-                      self.state.model_state, self._inputs())
+    return compile_fn(self.predict, self._variables(), self._inputs())
 
   def time_train(self, compiled: Compiled, *, warmup: int, steps: int):
     """Median train-step seconds, all timed steps and the last metrics.
@@ -179,12 +178,14 @@ class Bench:
 
   def time_predict(self, compiled: Compiled, *, warmup: int, steps: int):
     """Median eval-forward seconds and all timed calls."""
-    params, model_state, inputs = (self.state.ema_params,
-                                   self.state.model_state, self._inputs())
+    variables, inputs = self._variables(), self._inputs()
     median, times, _ = time_calls(
-        lambda _: compiled.executable(params, model_state, inputs), None,
+        lambda _: compiled.executable(variables, inputs), None,
         warmup=warmup, steps=steps)
     return median, times
+
+  def _variables(self):
+    return {"params": self.state.ema_params, **self.state.model_state}
 
   def _inputs(self):
     return {k: self.batch[k] for k in _INPUTS}

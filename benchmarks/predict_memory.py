@@ -44,11 +44,12 @@ def _write_pair(root, size, bands=4):
 def _child(size, model, tile, overlap, batch):
   os.environ.setdefault("JAX_PLATFORMS", "cpu")
   import jax  # pylint: disable=import-outside-toplevel
-  from pansharp_jax import predict  # pylint: disable=import-outside-toplevel
+  from pansharp_jax import inference, predict  # pylint: disable=import-outside-toplevel
+  from pansharp_jax.data.scene import GeoTiffScene  # pylint: disable=import-outside-toplevel
   with tempfile.TemporaryDirectory() as root:
     _write_pair(root, size)
     base = _peak_rss_mb()
-    scene = predict.GeoTiffScene(os.path.join(root, "ms.tif"),
+    scene = GeoTiffScene(os.path.join(root, "ms.tif"),
                                  os.path.join(root, "pan.tif"), 4, 2047.0)
     if model == "identity":
       fn = lambda b: b["lms"]
@@ -61,7 +62,7 @@ def _child(size, model, tile, overlap, batch):
           jax.random.PRNGKey(0), z[:, ::4, ::4].repeat(4, -1), z, z.repeat(4, -1)))
       leaves, tree = jax.tree.flatten(shapes)
       variables = jax.tree.unflatten(tree, [0.02 * np.ones(v.shape, v.dtype) for v in leaves])
-      fn = predict.make_batch_fn(net, variables)
+      fn = inference.Restored(net, variables, step=0).batch_fn()
     start = time.time()
     predict.predict_scene(scene, fn, predict.TileOptions(tile, overlap, batch),
                           os.path.join(root, "fused.tif"), progress=False)

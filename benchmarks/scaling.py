@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
-from pansharp_jax.models import assm, sizes
+from pansharp_jax.models import assm, options, sizes
 from pansharp_jax.train import parallel
 
 _SWEEP = flags.DEFINE_enum("sweep", "pixels", ["pixels", "devices"],
@@ -77,9 +77,11 @@ def _compile_assm_block(config):
   size, model = sizes.get_size(config.model.size), config.model
   d_state, num_tokens, inner_rank = size.layer(0)
   block = assm.DualModalASSM(
-      d_state, num_tokens, inner_rank, size.mlp_ratio, int(model.directions),
-      model.scan_method, int(model.scan_chunk), train=True,
-      dtype=jnp.dtype(model.dtype))
+      d_state=d_state, num_tokens=num_tokens, inner_rank=inner_rank,
+      mlp_ratio=size.mlp_ratio, train=True, dtype=jnp.dtype(model.dtype),
+      blocks=options.BlockOptions(directions=int(model.directions),
+                                  scan_method=model.scan_method,
+                                  scan_chunk=int(model.scan_chunk)))
   s, b = int(config.data.image_size), int(config.batch_size)
   rng = np.random.default_rng(0)
   x = tuple(jnp.asarray(rng.random((b, s, s, size.dim), dtype=np.float32))

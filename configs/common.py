@@ -15,6 +15,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   # ---- data ----
   config.data = data = ml_collections.ConfigDict()
   data.source = "synthetic"      # synthetic | photo | h5 | geotiff
+  data.seed = config.get_ref("seed")  # follows config.seed (synthetic scenes)
   data.root = ""                 # photo folders root / GeoTIFF folder
   data.train_file = ""           # PanCollection .h5 files
   data.val_file = ""
@@ -78,8 +79,6 @@ def get_base_config() -> ml_collections.ConfigDict:
   loss.scale_weights = (1.0, 0.5, 0.25)  # full, 1/2, 1/4 outputs
   loss.dsc = 0.3                 # lambda_s, used when the DSC option is on
   loss.wacx = 0.5                # lambda_w, used when the WAC-X option is on
-  loss.world = world             # the same ConfigDict as model.world
-  loss.sensor = data.get_ref("sensor")  # MTF gains of the DSC term
 
   # ---- optimisation ----
   config.optim = optim = ml_collections.ConfigDict()
@@ -103,7 +102,6 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   # ---- loop ----
   config.batch_size = 8          # global batch size; -1 = pick by memory probe
-  config.auto_batch_size = False  # same as batch_size=-1
   config.num_train_steps = 100_000  # batches (micro-batches with accumulation)
   config.log_every = 100
   config.eval_every = 2_000
@@ -114,7 +112,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.best_mode = "max"       # max | min
   config.max_nonfinite = 10      # stop after this many non-finite steps in a row
 
-  # ---- whole-scene prediction (--mode=predict; the --tile_* flags win) ----
+  # ---- whole-scene prediction (--mode=predict) ----
   config.predict = predict = ml_collections.ConfigDict()
   predict.tile_size = 0          # tile side in PAN px, a multiple of 4 x ratio (0: data.image_size)
   predict.overlap = -1           # blended overlap in PAN px, a multiple of ratio (-1: a quarter tile)

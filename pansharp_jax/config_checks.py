@@ -1,6 +1,8 @@
 """Checks a resolved config before anything runs; each failure names the field."""
 
+from pansharp_jax import metrics
 from pansharp_jax.data import wald
+from pansharp_jax.errors import ConfigError
 
 _SOURCES = ("synthetic", "photo", "h5", "geotiff")
 _DTYPES = ("float32", "bfloat16")
@@ -26,10 +28,6 @@ def _fits(sensor, num_bands):
   except ValueError:
     return False
   return True
-
-
-class ConfigError(ValueError):
-  """An invalid config value; the message starts with the field name."""
 
 
 def _require(condition, field, problem):
@@ -59,10 +57,8 @@ def validate(config) -> None:
   _require(int(config.num_train_steps) > 0, "num_train_steps", "must be positive")
   for field in ("log_every", "eval_every", "checkpoint_every", "eval_batch_size"):
     _require(int(config[field]) > 0, field, "must be positive")
-  # Imported here: evaluate pulls in the metrics and baselines.
-  from pansharp_jax import evaluate  # pylint: disable=g-import-not-at-top
-  _require(config.best_metric in evaluate.QUICK_METRICS, "best_metric",
-           f"must be a validation metric ({', '.join(evaluate.QUICK_METRICS)}),"
+  _require(config.best_metric in metrics.QUICK_METRICS, "best_metric",
+           f"must be a validation metric ({', '.join(metrics.QUICK_METRICS)}),"
            f" got {config.best_metric!r}")
   _require(config.best_mode in ("max", "min"), "best_mode",
            f"must be max or min, got {config.best_mode!r}")

@@ -1,4 +1,8 @@
-"""Reduced-resolution evaluation: the model and the classical baselines vs GT.
+"""Reduced-resolution scoring: the model and the classical baselines vs GT.
+
+Sources and a batch function in, per-image rows and reports out; restoring a
+model is `inference.py`'s job and the `--mode=evaluate` command is in
+`commands.py`.
 
 Each sample's `gt`, `ms` and `pan` (in [0, 1]) go back to sensor units (DN,
 x `source.max_value`) and every method is scored by
@@ -8,7 +12,7 @@ sample's own `ms` and `pan` with the sensor's MTF filters. Reports are
 written by `report.write_report` (JSON + Markdown, per-image rows, mean ± std).
 
 Two depths, because the train loop validates often:
-* quick (`full=False`, the default): the model and EXP, `QUICK_METRICS` only;
+* quick (`full=False`, the default): the model and EXP, `metrics.QUICK_METRICS`;
   the periodic validation during training.
 * full: every baseline, every reduced-resolution metric and quicklook PNGs
   of the first samples; the end-of-training report and `--mode=evaluate`.
@@ -20,11 +24,10 @@ import numpy as np
 
 from pansharp_jax import baselines
 from pansharp_jax import metrics
+from pansharp_jax import quicklook
 from pansharp_jax import report as report_lib
 
 MODEL = "model"
-# Cheap metrics of the in-loop validation; config.best_metric picks from them.
-QUICK_METRICS = ("psnr", "ssim", "sam", "ergas")
 NUM_QUICKLOOKS = 4
 
 
@@ -40,7 +43,7 @@ def score_sample(gt, ms, pan, fused, *, data_range: float, sensor: str,
   """{method: metrics} of one sample; images in sensor units (DN).
 
   `fused` is the model's output (None: baselines only). Quick scoring
-  (`full=False`) has EXP as the only baseline and `QUICK_METRICS`.
+  (`full=False`) has EXP as the only baseline and `metrics.QUICK_METRICS`.
   """
   ratio = pan.shape[0] // ms.shape[0]
   methods = dict(baselines.BASELINES) if full else {"EXP": baselines.exp}
@@ -65,7 +68,7 @@ def evaluate_source(predict, source, batches, *, full: bool = False,
     predict: the model, NHWC batch dict in [0, 1] -> fused NHWC in [0, 1].
     source: the split's data source (`max_value`, optional `sensor`).
     batches: iterable of batch dicts over the source, in order.
-    full: every baseline and metric (else the model, EXP, QUICK_METRICS).
+    full: every baseline and metric (else the model, EXP, the quick metrics).
     sensor: MTF filters of the baselines; default `source.sensor` or generic.
     quicklook_dir: where to write PNG panels of the first samples (full only).
     num_quicklooks: how many.
@@ -93,7 +96,6 @@ def evaluate_source(predict, source, batches, *, full: bool = False,
 
 def _write_quicklook(out_dir, index, batch, i, fused):
   """MS | PAN | fused | GT | |error| panel of sample `index`."""
-  from pansharp_jax import quicklook  # PIL only when panels are written
   quicklook.write_quicklook(
       os.path.join(out_dir, f"{index:04d}.png"), np.asarray(batch["lms"][i]),
       np.asarray(batch["pan"][i]), np.clip(fused, 0, 1),
@@ -110,51 +112,3 @@ def write_report(rows, out_dir: str, extra: dict | None = None) -> dict:
   """Writes `out_dir/report.{json,md}`; the JSON's "mean" holds
   {method: {metric: mean}}."""
   return report_lib.write_report(rows, out_dir, extra=extra)
-
-
-def _has_checkpoint(workdir: str) -> bool:
-  """Whether WORKDIR/checkpoints has a step folder (no orbax, no model)."""
-  directory = os.path.join(workdir, "checkpoints")
-  try:
-    names = os.listdir(directory)
-  except (FileNotFoundError, NotADirectoryError):
-    return False
-  return any(n.isdigit() and os.path.isdir(os.path.join(directory, n))
-             for n in names)
-
-
-def evaluate_workdir(config, workdir: str, split: str = "val") -> dict:
-  """Full evaluation of the newest checkpoint's EMA weights on `split`.
-
-  Writes WORKDIR/eval/report.{json,md} and WORKDIR/eval/quicklooks/.
-  """
-  # Before any model or orbax manager: "no checkpoint" must fail fast and
-  # cleanly, with no async machinery to tear down.
-  if not _has_checkpoint(workdir):
-    raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to evaluate")
-  # Imported here: the train package imports this module for in-loop evals.
-  from pansharp_jax.data import pipeline, sources
-  from pansharp_jax.train import builder, checkpoint, parallel
-
-  source = sources.make_source(config.data, split)
-  mesh = parallel.make_mesh()
-  model, _, _, state = builder.build(config, mesh)
-  manager = checkpoint.make_manager(workdir, config)
-  try:
-    state = checkpoint.restore_latest(manager, checkpoint.abstract_like(state),
-                                      None)
-  finally:
-    manager.close()
-  if state is None:
-    raise FileNotFoundError(f"{workdir}/checkpoints: no checkpoint to evaluate")
-  predict = builder.make_predict(model)
-  out_dir = os.path.join(workdir, "eval")
-  rows = evaluate_source(
-      lambda b: predict(state.ema_params, state.model_state, b), source,
-      pipeline.eval_batches(source, int(config.eval_batch_size)), full=True,
-      sensor=config.data.sensor,
-      quicklook_dir=os.path.join(out_dir, "quicklooks"))
-  return write_report(rows, out_dir, {
-      "step": int(state.step), "split": split, "source": config.data.source,
-      "sensor": config.data.sensor, "ratio": int(config.data.ratio),
-      "data_range": float(source.max_value)})

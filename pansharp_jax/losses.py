@@ -1,11 +1,12 @@
 """Training losses (SPEC §3). Every term is returned separately so it can be logged.
 
-`compute_losses(outputs, batch, loss_config)` takes the model's
-`(sr_1_4, sr_1_2, full)` and a batch with `gt` (and `ms`, `pan` for the
-sensor-consistency terms), and returns `(total, {name: value})`. A term with
-weight 0 is not computed. New terms register in `_FULL_RES_TERMS`; the
-world-model terms (DSC, WAC-X) in `_WORLD_TERMS`, switched on by the world
-options (`loss_config.world`, the same ConfigDict as `config.model.world`).
+`compute_losses(outputs, batch, loss_config, world=..., sensor=...)` takes
+the model's `(sr_1_4, sr_1_2, full)` and a batch with `gt` (and `ms`, `pan`
+for the sensor-consistency terms), and returns `(total, {name: value})`. A
+term with weight 0 is not computed. New terms register in `_FULL_RES_TERMS`;
+the world-model terms (DSC, WAC-X) in `_WORLD_TERMS`, switched on by the
+model's world options (`models.world.WorldOptions`), the DSC term filtered
+with the MTF of `sensor`.
 """
 
 import jax
@@ -13,7 +14,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from pansharp_jax.data import wald
-from pansharp_jax.models.world import world_options
 
 
 def avg_pool2(x):
@@ -178,14 +178,19 @@ def wacx_loss(pred, pan, cutoff=0.1, gate_weight=0.5):
 
 # World-model terms: name -> fn(full output, batch, loss_config).
 _WORLD_TERMS = {
-    "dsc": lambda full, batch, config: dsc_loss(
-        full, batch["pan"], batch["ms"], config.get("sensor", "generic")),
-    "wacx": lambda full, batch, config: wacx_loss(full, batch["pan"]),
+    "dsc": lambda full, batch, sensor: dsc_loss(full, batch["pan"], batch["ms"],
+                                                sensor),
+    "wacx": lambda full, batch, sensor: wacx_loss(full, batch["pan"]),
 }
 
 
-def compute_losses(outputs, batch, loss_config):
-  """Weighted sum of the configured terms and each (unweighted) term."""
+def compute_losses(outputs, batch, loss_config, *, world=None,
+                   sensor: str = "generic"):
+  """Weighted sum of the configured terms and each (unweighted) term.
+
+  `world`: the model's WorldOptions (its `dsc` and `wacx` switches; None:
+  no world-model terms); `sensor`: the MTF filters of the DSC term.
+  """
   sr_1_4, sr_1_2, full = (o.astype(jnp.float32) for o in outputs)
   gt = batch["gt"]
   gt_1_2 = avg_pool2(gt)
@@ -199,10 +204,9 @@ def compute_losses(outputs, batch, loss_config):
     if weight:
       terms[name] = fn(full, gt)
       total = total + weight * terms[name]
-  options = world_options(loss_config.get("world"))
   for name, fn in _WORLD_TERMS.items():
     weight = loss_config.get(name, 0.0)
-    if weight and getattr(options, name):
-      terms[name] = fn(full, batch, loss_config)
+    if weight and world is not None and getattr(world, name):
+      terms[name] = fn(full, batch, sensor)
       total = total + weight * terms[name]
   return total, terms

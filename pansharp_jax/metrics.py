@@ -13,6 +13,8 @@ from scipy import ndimage
 from pansharp_jax.data import wald
 
 _EPS = np.finfo(np.float64).eps  # MATLAB's `eps`
+# Cheap metrics of the in-loop validation; config.best_metric picks from them.
+QUICK_METRICS = ("psnr", "ssim", "sam", "ergas")
 
 
 def _pair(ref, x):

@@ -8,7 +8,7 @@ import pytest
 
 from configs import default
 from pansharp_jax import baselines
-from pansharp_jax import config_checks
+from pansharp_jax import config_checks, errors
 from pansharp_jax import evaluate
 from pansharp_jax import metrics
 from pansharp_jax.data import pipeline
@@ -95,7 +95,7 @@ def test_quick_rows_are_the_models_and_exps_cheap_metrics(full_rows, source):
   quick = evaluate.evaluate_source(fake_model, source,
                                    pipeline.eval_batches(source, 2))
   assert list(quick) == ["model", "EXP"]
-  assert set(quick["model"][0]) == set(evaluate.QUICK_METRICS)
+  assert set(quick["model"][0]) == set(metrics.QUICK_METRICS)
   means = evaluate.summarize(quick)
   assert means["model"]["psnr"] == pytest.approx(
       _mean(full_rows, "model", "psnr"), rel=1e-9)
@@ -105,24 +105,26 @@ def test_quick_rows_are_the_models_and_exps_cheap_metrics(full_rows, source):
 @pytest.mark.parametrize("layout", ["missing", "empty", "no_step"])
 def test_evaluate_workdir_without_checkpoint_fails_fast(config, tmp_path,
                                                         monkeypatch, layout):
+  from pansharp_jax import commands
   from pansharp_jax.train import builder
-  monkeypatch.setattr(builder, "build", lambda *a: pytest.fail("model built"))
+  monkeypatch.setattr(builder, "make_model_and_optimizer",
+                      lambda *a: pytest.fail("model built"))
   workdir = tmp_path / "run"
   if layout != "missing":
     (workdir / "checkpoints").mkdir(parents=True)
   if layout == "no_step":
     (workdir / "checkpoints" / "tmp_save").mkdir()
-  with pytest.raises(FileNotFoundError) as info:
-    evaluate.evaluate_workdir(config, str(workdir))
-  assert str(info.value) == f"{workdir}/checkpoints: no checkpoint to evaluate"
+  with pytest.raises(errors.CheckpointError) as info:
+    commands.evaluate(config, str(workdir))
+  assert str(info.value) == f"{workdir}/checkpoints: no checkpoint to evaluate (train first)"
 
 
 def test_best_metric_must_be_a_validation_metric():
   config = default.get_config()
   config.best_metric = "q2n"
-  with pytest.raises(config_checks.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r"^config\.best_metric: .*psnr, ssim, sam, ergas"):
     config_checks.validate(config)
   config.best_metric, config.best_mode = "sam", "down"
-  with pytest.raises(config_checks.ConfigError, match=r"^config\.best_mode: "):
+  with pytest.raises(errors.ConfigError, match=r"^config\.best_mode: "):
     config_checks.validate(config)

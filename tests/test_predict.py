@@ -19,13 +19,13 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import rasterio
 
-from pansharp_jax import predict
-from pansharp_jax.data import checks, geotiff
+from pansharp_jax import inference, predict
+from pansharp_jax.data import checks, wald
+from pansharp_jax.data.scene import ArrayScene, GeoTiffScene, read_pair
 from pansharp_jax.models import registry
 from pansharp_jax.train import step as step_lib
 from tests.data import fixtures
@@ -41,6 +41,14 @@ def _scene(h, w, bands=4, seed=0):
   ms = fixtures.random_image([seed, 0], (h // 4, w // 4, bands), MAX, np.uint16)
   pan = fixtures.random_image([seed, 1], (h, w, 1), MAX, np.uint16)
   return ms, pan
+
+
+def _upsample_whole(ms, ratio=4, halo=predict.LMS_HALO):
+  """The lms a tile must match: interp23tap of the whole MS (in [0, 1])
+  after mirroring `halo` pixels on every side, cropped back, clipped."""
+  padded = np.pad(ms, ((halo, halo), (halo, halo), (0, 0)), mode="symmetric")
+  up = wald.interp23tap(padded, ratio)[ratio * halo:-ratio * halo, ratio * halo:-ratio * halo]
+  return np.clip(up, 0.0, 1.0).astype(np.float32)
 
 
 def _collect(scene, batch_fn, options):
@@ -83,10 +91,10 @@ def test_weights_sum_to_one(size, tile, overlap):
 
 def test_tile_lms_matches_whole_scene():
   ms, pan = _scene(200, 264)
-  scene = predict.ArrayScene(ms, pan, 4, MAX)
-  whole = predict.upsample_ms(ms / np.float32(MAX), 4)
+  scene = ArrayScene(ms, pan, 4, MAX)
+  whole = _upsample_whole(ms / np.float32(MAX), 4)
   for row, col in [(0, 0), (72, 136), (200 - 128, 264 - 128)]:
-    x = scene.tile_inputs(row, col, 128)
+    x = predict.tile_inputs(scene, row, col, 128)
     np.testing.assert_allclose(x["lms"], whole[row:row + 128, col:col + 128], atol=1e-6)
     np.testing.assert_array_equal(x["pan"], pan[row:row + 128, col:col + 128] / np.float32(MAX))
 
@@ -94,23 +102,21 @@ def test_tile_lms_matches_whole_scene():
 def test_local_model_tiled_equals_one_pass():
   """1000x1300 PAN px, tiles 256 / overlap 64 (neither side a multiple)."""
   ms, pan = _scene(1000, 1300)
-  scene = predict.ArrayScene(ms, pan, 4, MAX)
+  scene = ArrayScene(ms, pan, 4, MAX)
   model = train_tiny.TinyNet(num_bands=4, dropout=0.0)
-  x = scene.tile_inputs(0, 0, 64)
+  x = predict.tile_inputs(scene, 0, 0, 64)
   variables = model.init(jax.random.PRNGKey(0), x["ms"][None], x["pan"][None], x["lms"][None])
   # Random (non-zero) weights everywhere, so every input matters.
   leaves, tree = jax.tree.flatten(variables)
   keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
   variables = jax.tree.unflatten(tree, [
       0.3 * jax.random.normal(k, v.shape) for k, v in zip(keys, leaves)])
-  fn = jax.jit(lambda b: step_lib.predict_fn(variables["params"],
-                                             {"world_state": variables["world_state"]},
-                                             b, model=model))
+  fn = jax.jit(lambda b: step_lib.predict_fn(variables, b, model=model))
   options = predict.TileOptions(tile=256, overlap=64, batch=4)
   tiled = _collect(scene, fn, options)
   unit = lambda a: a.astype(np.float32) / MAX
   one_pass = np.asarray(fn({"ms": unit(ms)[None], "pan": unit(pan)[None],
-                            "lms": predict.upsample_ms(unit(ms), 4)[None]}))[0]
+                            "lms": _upsample_whole(unit(ms), 4)[None]}))[0]
   mask = np.outer(_exact_mask(1000, 256, 64, 2), _exact_mask(1300, 256, 64, 2))
   assert mask.mean() > 0.95
   np.testing.assert_allclose(tiled[mask], one_pass[mask], atol=1e-5)
@@ -139,8 +145,8 @@ def tiny_pansharpener():
 def test_pansharpener_output_is_exact_blend_of_tiles(tiny_pansharpener):
   model, variables = tiny_pansharpener
   ms, pan = _scene(328, 456, seed=3)   # tile 128: neither side a multiple
-  scene = predict.ArrayScene(ms, pan, 4, MAX)
-  batch_fn = predict.make_batch_fn(model, variables)
+  scene = ArrayScene(ms, pan, 4, MAX)
+  batch_fn = inference.Restored(model, variables, step=0).batch_fn()
   calls = []
 
   def recording(batch):
@@ -158,7 +164,7 @@ def test_pansharpener_output_is_exact_blend_of_tiles(tiny_pansharpener):
   outputs = np.concatenate([o for _, o in calls])[:len(tiles)]
   assert len(calls) == -(-len(tiles) // 3)
   unit = lambda a: a.astype(np.float32) / MAX
-  lms = predict.upsample_ms(unit(ms), 4)
+  lms = _upsample_whole(unit(ms), 4)
   reference = np.zeros_like(tiled)
   wy, wx = predict.axis_weights(328, 128, 32), predict.axis_weights(456, 128, 32)
   single = np.zeros(tiled.shape[:2], int)
@@ -182,13 +188,13 @@ def test_geotiff_output_keeps_georeference_and_dtype(tmp_path):
   # PAN shifted by 8 m east/north: the common area is a crop of both.
   fixtures.geotiff_pair(str(tmp_path), bands=4, ms_hw=(40, 52), pan_offset=(8.0, 8.0))
   ms_path, pan_path = tmp_path / "MS" / "scene.tif", tmp_path / "PAN" / "scene.tif"
-  scene = predict.GeoTiffScene(str(ms_path), str(pan_path), 4, MAX)
+  scene = GeoTiffScene(str(ms_path), str(pan_path), 4, MAX)
   out = str(tmp_path / "out" / "fused.tif")
   look = predict.predict_scene(scene, lambda b: b["lms"], predict.TileOptions(64, 16, 2),
                                out, progress=False)
   scene.close()
   assert os.path.isfile(look)
-  expected = geotiff.read_pair(str(ms_path), str(pan_path), 4)
+  expected = read_pair(str(ms_path), str(pan_path), 4)
   with rasterio.open(out) as dst, rasterio.open(pan_path) as pan_src:
     assert dst.crs == pan_src.crs
     assert dst.transform == expected.profile["transform"]
@@ -196,7 +202,7 @@ def test_geotiff_output_keeps_georeference_and_dtype(tmp_path):
     assert dst.dtypes[0] == "uint16" and dst.count == 4
     assert (dst.height, dst.width) == expected.pan.shape[:2]
     fused = np.moveaxis(dst.read(), 0, -1)
-  lms = predict.upsample_ms(checks.to_unit(expected.ms, MAX, "ms"), 4)
+  lms = _upsample_whole(checks.to_unit(expected.ms, MAX, "ms"), 4)
   np.testing.assert_array_equal(fused, np.rint(lms * MAX).astype(np.uint16))
 
 
@@ -219,8 +225,8 @@ def test_cli_predict_end_to_end(tmp_path, monkeypatch):
       [sys.executable, "tests/train/train_tiny.py", "--config", "configs/default.py",
        *train_tiny.FLAGS, "--config.batch_size=8", f"--workdir={workdir}",
        "--mode=predict", f"--ms={tmp_path}/scene/MS/scene.tif",
-       f"--pan={tmp_path}/scene/PAN/scene.tif", f"--out={out}", "--tile_size=64",
-       "--tile_batch=2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+       f"--pan={tmp_path}/scene/PAN/scene.tif", f"--out={out}", "--config.predict.tile_size=64",
+       "--config.predict.batch_size=2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   with rasterio.open(out) as dst:
     assert (dst.height, dst.width, dst.count, dst.dtypes[0]) == (96, 144, 4, "uint16")
@@ -231,7 +237,7 @@ def test_cli_predict_end_to_end(tmp_path, monkeypatch):
       [sys.executable, "tests/train/train_tiny.py", "--config", "configs/default.py",
        *train_tiny.FLAGS, f"--workdir={tmp_path}/empty", "--mode=predict",
        f"--ms={tmp_path}/scene/MS/scene.tif", f"--pan={tmp_path}/scene/PAN/scene.tif",
-       f"--out={out}", "--tile_size=64"], cwd=ROOT, env=env, capture_output=True,
+       f"--out={out}", "--config.predict.tile_size=64"], cwd=ROOT, env=env, capture_output=True,
       text=True, timeout=300)
   assert result.returncode == 2
   assert "no checkpoint to predict with" in result.stderr

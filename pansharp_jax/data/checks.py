@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from pansharp_jax.data.errors import DataError, require
+from pansharp_jax.errors import DataError, require
 
 # How many unmatched names an error lists before '... (+N more)'.
 _LIST_AT_MOST = 5

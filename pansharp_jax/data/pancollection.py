@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from pansharp_jax.data import checks
-from pansharp_jax.data.errors import require
+from pansharp_jax.errors import require
 
 KEYS = ("gt", "ms", "lms", "pan")
 

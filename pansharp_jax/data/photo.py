@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from pansharp_jax.data import checks, geotiff, wald
-from pansharp_jax.data.errors import require
+from pansharp_jax.errors import require
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 TRAIN_COUNT, VAL_COUNT = 600, 50

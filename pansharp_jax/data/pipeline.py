@@ -10,7 +10,7 @@ import dataclasses
 import grain
 import numpy as np
 
-from pansharp_jax.data.errors import require
+from pansharp_jax.errors import require
 
 KEYS = ("gt", "ms", "lms", "pan")
 

@@ -1,6 +1,7 @@
 """Picks the data source named by `config.data.source` for a split."""
 
-from pansharp_jax.data.errors import require
+from pansharp_jax.data import geotiff_tiles, pancollection, photo, synthetic
+from pansharp_jax.errors import require
 
 SPLITS = ("train", "val", "test")
 
@@ -20,15 +21,11 @@ def make_source(data_config, split: str):
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r}, expected one of {SPLITS}")
   kind = data_config.source
-  # Sources are imported on demand: only the chosen one's readers (h5py,
-  # rasterio) are loaded.
   if kind == "synthetic":
-    from pansharp_jax.data import synthetic
     return synthetic.SyntheticSource(data_config, split)
   common = dict(num_bands=int(data_config.num_bands), ratio=int(data_config.ratio),
                 max_value=float(data_config.max_value))
   if kind == "h5":
-    from pansharp_jax.data import pancollection
     field = f"{split}_file"
     require(bool(data_config[field]), f"config.data.{field}", "not set")
     # Full-resolution test files have no GT; train and val need it.
@@ -36,11 +33,9 @@ def make_source(data_config, split: str):
         data_config[field], require_gt=split != "test", **common)
   require(bool(data_config.root), "config.data.root", "not set")
   if kind == "photo":
-    from pansharp_jax.data import photo
     return photo.PhotoFolderSource(data_config.root, split, **common)
   if kind == "geotiff":
-    from pansharp_jax.data import geotiff
-    return geotiff.GeoTiffWaldSource(
+    return geotiff_tiles.GeoTiffWaldSource(
         data_config.root, split, sensor=data_config.sensor,
         tile_size=int(data_config.image_size), **common)
   raise ValueError(f"config.data.source: unknown source {kind!r}")

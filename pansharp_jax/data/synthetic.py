@@ -109,7 +109,7 @@ class SyntheticSource:
     self.max_value = float(data_config.max_value)
     self.sensor = data_config.sensor
     self.scene_size = int(syn.scene_size)
-    self._seed = int(data_config.get("seed", 0)) + _SPLIT_OFFSETS[split]
+    self._seed = int(data_config.seed) + _SPLIT_OFFSETS[split]
     self._length = int({"train": syn.num_train, "val": syn.num_val,
                         "test": syn.num_test}[split])
     # Fails here, not at the first sample, for a sensor/band-count mismatch.

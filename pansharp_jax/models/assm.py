@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from pansharp_jax import ops
 from pansharp_jax.models.layers import DepthwiseConv, SqueezeExcite
+from pansharp_jax.models.options import BlockOptions
 
 
 def route_policy(logits, rng=None):
@@ -174,10 +175,7 @@ class DualModalASSM(nn.Module):
   num_tokens: int
   inner_rank: int
   mlp_ratio: float = 2.0
-  directions: int = 2
-  scan_method: str = "auto"
-  scan_chunk: int = 256
-  dropout: float = 0.0
+  blocks: BlockOptions = BlockOptions()
   train: bool = False
   dtype: jnp.dtype = jnp.float32
 
@@ -210,10 +208,11 @@ class DualModalASSM(nn.Module):
     prompts = Prompts(self.num_tokens, self.inner_rank, self.d_state)(policy)
 
     x = x.reshape(2, batch, height, width, hidden)
-    y = SemanticScan(self.d_state, self.directions, self.scan_method,
-                     self.scan_chunk, self.dtype)(
+    opts = self.blocks
+    y = SemanticScan(self.d_state, opts.directions, opts.scan_method,
+                     opts.scan_chunk, self.dtype)(
                          x, prompts, jnp.argmax(policy, axis=-1))
-    out_ms, out_pan = DualModalFusion(self.dropout, self.train,
+    out_ms, out_pan = DualModalFusion(opts.dropout, self.train,
                                       dtype=self.dtype)(y[0], y[1], x[0], x[1])
 
     norm = nn.LayerNorm(dtype=self.dtype, name="out_norm")
@@ -234,30 +233,26 @@ class ASSMLayer(nn.Module):
   num_tokens: int
   inner_rank: int
   mlp_ratio: float = 2.0
-  directions: int = 2
-  scan_method: str = "auto"
-  scan_chunk: int = 256
-  dropout: float = 0.0
-  remat: bool = False
-  scan_layers: bool = False
+  blocks: BlockOptions = BlockOptions()
   train: bool = False
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, ms, pan):
+    opts = self.blocks
     block = DualModalASSM
-    if self.remat:
-      block = nn.remat(block, prevent_cse=not self.scan_layers)
-    args = (self.d_state, self.num_tokens, self.inner_rank, self.mlp_ratio,
-            self.directions, self.scan_method, self.scan_chunk, self.dropout,
-            self.train, self.dtype)
-    if self.scan_layers:
-      blocks = nn.scan(
+    if opts.remat:
+      block = nn.remat(block, prevent_cse=not opts.scan_layers)
+    fields = dict(d_state=self.d_state, num_tokens=self.num_tokens,
+                  inner_rank=self.inner_rank, mlp_ratio=self.mlp_ratio,
+                  blocks=opts, train=self.train, dtype=self.dtype)
+    if opts.scan_layers:
+      stacked = nn.scan(
           block, variable_axes={"params": 0},
           split_rngs={"params": True, "gumbel": True, "dropout": True},
-          length=self.depth)(*args, name="blocks")
-      (ms, pan), _ = blocks((ms, pan), None)
+          length=self.depth)(**fields, name="blocks")
+      (ms, pan), _ = stacked((ms, pan), None)
     else:
       for i in range(self.depth):
-        (ms, pan), _ = block(*args, name=f"block_{i}")((ms, pan))
+        (ms, pan), _ = block(**fields, name=f"block_{i}")((ms, pan))
     return ms, pan

@@ -12,8 +12,6 @@
 Returns the features the three heads read: (1/4, 1/2, full).
 """
 
-import dataclasses
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -21,6 +19,7 @@ import jax.numpy as jnp
 from pansharp_jax.models.assm import ASSMLayer
 from pansharp_jax.models.cross_attention import CrossModalAttention
 from pansharp_jax.models.layers import DepthwiseConv, SqueezeExcite, avg_pool2
+from pansharp_jax.models.options import BlockOptions
 from pansharp_jax.models.sizes import ModelSize
 from pansharp_jax.models.world import WorldOptions, WorldStateMemory
 
@@ -74,19 +73,6 @@ class ChannelSpatialAttention(nn.Module):
     return x * (1 + context) * (1 + 0.5 * spatial)
 
 
-@dataclasses.dataclass(frozen=True)
-class BlockOptions:
-  """How the ASSM and attention blocks run (not what they compute)."""
-  directions: int = 2
-  scan_method: str = "auto"
-  scan_chunk: int = 256
-  attn_impl: str = "auto"
-  attn_chunk: int = 512
-  dropout: float = 0.0
-  remat: bool = False
-  scan_layers: bool = False
-
-
 class GPPNNDecoder(nn.Module):
   size: ModelSize
   blocks: BlockOptions = BlockOptions()
@@ -100,11 +86,10 @@ class GPPNNDecoder(nn.Module):
 
     def assm(i):
       d_state, num_tokens, inner_rank = self.size.layer(i)
-      return ASSMLayer(self.size.depth, d_state, num_tokens, inner_rank,
-                       self.size.mlp_ratio, opts.directions, opts.scan_method,
-                       opts.scan_chunk, opts.dropout, opts.remat,
-                       opts.scan_layers, self.train, self.dtype,
-                       name=f"assm_{i}")
+      return ASSMLayer(depth=self.size.depth, d_state=d_state,
+                       num_tokens=num_tokens, inner_rank=inner_rank,
+                       mlp_ratio=self.size.mlp_ratio, blocks=opts,
+                       train=self.train, dtype=self.dtype, name=f"assm_{i}")
 
     cross_cls = CrossModalAttention
     if opts.remat:
@@ -112,10 +97,12 @@ class GPPNNDecoder(nn.Module):
 
     def cross(i):
       return cross_cls(
-          self.size.heads[i], self.size.attn_pool[i], opts.dropout,
-          opts.attn_impl, opts.attn_chunk,
-          self.world.dca_points if self.world.dca else 0,
-          self.world.dca_weight, self.train, self.dtype, name=f"cross_{i}")
+          heads=self.size.heads[i], pool=self.size.attn_pool[i],
+          dropout=opts.dropout, attn_impl=opts.attn_impl,
+          attn_chunk=opts.attn_chunk,
+          dca_points=self.world.dca_points if self.world.dca else 0,
+          dca_weight=self.world.dca_weight, train=self.train, dtype=self.dtype,
+          name=f"cross_{i}")
 
     conv = lambda n, k, name: nn.Conv(n, (k, k), dtype=self.dtype, name=name)
     ms1 = nn.relu(conv(dim, 3, "ms_first")(lms))

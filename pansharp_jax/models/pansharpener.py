@@ -12,8 +12,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pansharp_jax.models.decoder import BlockOptions, GPPNNDecoder
+from pansharp_jax.models.decoder import GPPNNDecoder
 from pansharp_jax.models.layers import avg_pool2
+from pansharp_jax.models.options import BlockOptions
 from pansharp_jax.models.sizes import ModelSize
 from pansharp_jax.models.world import WorldOptions, patch_prior_refine
 

@@ -5,14 +5,14 @@ import dataclasses
 import jax.numpy as jnp
 import ml_collections
 
-from pansharp_jax.models import decoder, pansharpener, sizes, world
+from pansharp_jax.models import options, pansharpener, sizes, world
 
 
 def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
   """The Flax module named by `model_config.name`, at `model_config.size`."""
   if model_config.name != "pansharpener":
     raise ValueError(f"config.model.name: unknown model {model_config.name!r}")
-  blocks = decoder.BlockOptions(
+  blocks = options.BlockOptions(
       directions=int(model_config.directions),
       scan_method=model_config.scan_method,
       scan_chunk=int(model_config.scan_chunk),

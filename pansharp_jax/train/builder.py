@@ -54,6 +54,30 @@ def jit_train_step(model, optimizer, config, mesh):
       donate_argnums=(0,))
 
 
-def make_predict(model):
-  """Jitted eval-mode forward: (params, model_state, batch) -> full-res output."""
+def jit_predict(model):
+  """The jitted eval-mode forward: (variables, batch) -> full-res output."""
   return jax.jit(functools.partial(step_lib.predict_fn, model=model))
+
+
+def make_predict(model):
+  """`predict(variables, batch)`: the eval-mode forward on this host's devices.
+
+  Each batch is split over as many local devices as divide its size (all of
+  them for a batch that is a multiple of the device count); the variables are
+  replicated onto those devices once per variables object. Evaluation runs
+  whole on every host, so no other host takes part.
+  """
+  forward = jit_predict(model)
+  placed = {}  # device count -> (variables, their replicas on those devices)
+
+  def predict(variables, batch):
+    mesh = parallel.local_mesh(len(batch["pan"]))
+    count = mesh.devices.size
+    if count not in placed or placed[count][0] is not variables:
+      placed[count] = (variables,
+                       jax.device_put(variables, parallel.replicated(mesh)))
+    inputs = jax.device_put({k: batch[k] for k in ("ms", "pan", "lms") if k in batch},
+                            parallel.batch_sharding(mesh))
+    return forward(placed[count][1], inputs)
+
+  return predict

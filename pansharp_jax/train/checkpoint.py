@@ -16,9 +16,7 @@ import jax
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
-
-class CheckpointError(RuntimeError):
-  """No checkpoint in a directory that has some could be restored."""
+from pansharp_jax.errors import CheckpointError
 
 
 def make_manager(workdir: str, config) -> ocp.CheckpointManager:

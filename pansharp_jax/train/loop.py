@@ -12,8 +12,9 @@ from absl import logging
 import jax
 import numpy as np
 
-from pansharp_jax import config_checks, evaluate
+from pansharp_jax import evaluate
 from pansharp_jax.data import pipeline, sources
+from pansharp_jax.errors import ConfigError
 from pansharp_jax.train import builder, checkpoint, memory, parallel, preemption
 from pansharp_jax.train import logging as log_lib
 
@@ -61,7 +62,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   abstract_state = jax.eval_shape(init, rng)
   train_step = builder.jit_train_step(model, optimizer, config, mesh)
   batch_size = int(config.batch_size)
-  if batch_size == -1 or config.auto_batch_size:
+  if batch_size == -1:
     probed = memory.probe(config, mesh, model, optimizer, train_step)
     logging.info("Memory probe:\n%s", memory.format_table(probed))
     batch_size = probed.batch_size
@@ -103,8 +104,9 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     quick metrics, or (full, the final report) beside every baseline with
     every metric, plus quicklooks."""
     quicklooks = os.path.join(workdir, "eval", "quicklooks")
+    variables = {"params": state.ema_params, **state.model_state}
     return evaluate.evaluate_source(
-        lambda b: predict(state.ema_params, state.model_state, b), val_source,
+        lambda b: predict(variables, b), val_source,
         pipeline.eval_batches(val_source, int(config.eval_batch_size)),
         full=full, sensor=config.data.sensor,
         quicklook_dir=quicklooks if full and is_chief else None)
@@ -113,7 +115,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     """Exports the EMA model when `config.best_metric` improves."""
     name = config.best_metric
     if name not in summary:
-      raise config_checks.ConfigError(
+      raise ConfigError(
           f"config.best_metric: {name!r} is not a validation metric (have "
           f"{', '.join(sorted(summary))})")
     value, best = summary[name], float(state.best_metric)

@@ -6,6 +6,7 @@ reads its own slice of the data and `shard_batch` stitches the slices into one
 global array.
 """
 
+import math
 import os
 
 import jax
@@ -13,7 +14,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from pansharp_jax import config_checks
+from pansharp_jax.errors import ConfigError
 
 # Arrays of a batch the train step reads; sources may carry more keys.
 BATCH_KEYS = ("gt", "ms", "lms", "pan")
@@ -43,6 +44,15 @@ def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
                        devices=jax.devices()[:n])
 
 
+def local_mesh(batch_size: int) -> jax.sharding.Mesh:
+  """A ('data',) mesh over the most of this host's devices that split
+  `batch_size` evenly (evaluation and prediction run per host)."""
+  devices = jax.local_devices()
+  n = math.gcd(batch_size, len(devices))
+  return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=devices[:n])
+
+
 def batch_sharding(mesh) -> NamedSharding:
   return NamedSharding(mesh, P("data"))
 
@@ -55,7 +65,7 @@ def check_batch_size(global_batch: int, mesh) -> int:
   """Per-host batch size; the global batch must split evenly over devices."""
   devices = mesh.devices.size
   if global_batch <= 0 or global_batch % devices:
-    raise config_checks.ConfigError(
+    raise ConfigError(
         f"config.batch_size: {global_batch} does not split evenly over the "
         f"{devices} devices of the mesh; use a positive multiple of {devices}")
   return global_batch // jax.process_count()

@@ -39,7 +39,9 @@ def train_step(state: TrainState, batch, *, model, optimizer, config):
         {"params": params, **state.model_state},
         batch["ms"], batch["pan"], batch["lms"], train=True,
         rngs={"gumbel": gumbel_rng, "dropout": dropout_rng}, mutable=mutable)
-    total, terms = losses.compute_losses(outputs, batch, config.loss)
+    total, terms = losses.compute_losses(outputs, batch, config.loss,
+                                         world=model.world,
+                                         sensor=config.data.sensor)
     return total, (terms, model_state, outputs[-1])
 
   (total, (terms, model_state, full)), grads = jax.value_and_grad(
@@ -76,8 +78,9 @@ def make_train_step(model, optimizer, config):
                            config=config)
 
 
-def predict_fn(params, model_state, batch, *, model):
-  """Full-resolution output of the eval-mode model, clipped to [0, 1]."""
-  outputs = model.apply({"params": params, **model_state}, batch["ms"],
-                        batch["pan"], batch.get("lms"), train=False)
+def predict_fn(variables, batch, *, model):
+  """Full-resolution output of the eval-mode model, clipped to [0, 1];
+  `variables` are flax variables ({"params": ..., **model_state})."""
+  outputs = model.apply(variables, batch["ms"], batch["pan"], batch.get("lms"),
+                        train=False)
   return jnp.clip(outputs[-1].astype(jnp.float32), 0.0, 1.0)

@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from pansharp_jax.data import geotiff, sources
-from pansharp_jax.data.errors import DataError
+from pansharp_jax.data import sources
+from pansharp_jax.errors import DataError
 from tests.data import fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -197,7 +197,7 @@ def test_geotiff_pair_checks(tmp_path):
   fixtures.geotiff(pan, np.zeros((128, 128, 1), np.uint16), pixel=0.5, crs="EPSG:32634")
   assert _error(_geo(tmp_path)) == (
       f"{ms}, {pan}: different CRS (EPSG:32633 vs EPSG:32634)")
-  geotiff.write_geotiff(pan, np.zeros((128, 128), np.uint16))
+  fixtures.write_image(pan, np.zeros((128, 128, 1), np.uint16))  # a plain TIFF
   assert _error(_geo(tmp_path)) == f"{ms}, {pan}: only one of the pair is georeferenced"
 
 

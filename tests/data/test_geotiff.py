@@ -5,7 +5,8 @@ import pytest
 import tifffile
 
 from pansharp_jax.data import geotiff, sources, wald
-from pansharp_jax.data.errors import DataError
+from pansharp_jax.data.scene import ArrayScene, SceneWriter, read_pair
+from pansharp_jax.errors import DataError
 from tests.data import fixtures
 
 needs_rasterio = pytest.mark.skipif(geotiff.rasterio is None,
@@ -16,37 +17,48 @@ def _pair_paths(root, name="scene"):
   return str(root / "MS" / f"{name}.tif"), str(root / "PAN" / f"{name}.tif")
 
 
+def _write_scene(path, ms, pan, profile=None, max_value=2047):
+  """Writes `ms` at PAN size through SceneWriter, as predict writes a fusion."""
+  scene = ArrayScene(ms[::4, ::4], pan, 4, max_value, profile)
+  writer = SceneWriter(path, scene)
+  writer.write(0, ms[:16].astype(np.float32) / max_value)
+  writer.write(16, ms[16:].astype(np.float32) / max_value)
+  writer.close()
+
+
 @needs_rasterio
-def test_write_keeps_crs_and_transform(tmp_path):
-  ms, _ = fixtures.geotiff_pair(tmp_path)
-  _, profile = geotiff.read_geotiff(_pair_paths(tmp_path)[0])
-  fused = np.arange(32 * 32 * 3, dtype=np.float32).reshape(32, 32, 3)
+def test_writer_keeps_crs_and_transform(tmp_path):
+  import rasterio
+  fixtures.geotiff_pair(tmp_path, ms_hw=(8, 8))
+  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
+  image = fixtures.random_image(3, (32, 32, 4), 2047, np.uint16)
   out = str(tmp_path / "fused.tif")
-  geotiff.write_geotiff(out, fused, profile_like=profile)
-  array, written = geotiff.read_geotiff(out)
-  np.testing.assert_array_equal(array, fused)
-  assert written["crs"] == profile["crs"] and written["transform"] == profile["transform"]
-  assert str(written["crs"]) == "EPSG:32633"
-  geotiff.write_geotiff(out, ms[..., 0])  # (H, W), no georeference
-  array, plain = geotiff.read_geotiff(out)
-  assert array.shape == (32, 32, 1) and plain["crs"] is None and plain["transform"] is None
+  _write_scene(out, image, pair.pan, pair.profile)
+  with rasterio.open(out) as dst:
+    np.testing.assert_array_equal(np.moveaxis(dst.read(), 0, -1), image)
+    assert dst.crs == pair.profile["crs"] and dst.transform == pair.profile["transform"]
+    assert str(dst.crs) == "EPSG:32633"
+  _write_scene(out, image, pair.pan)  # no georeference
+  with rasterio.open(out) as dst:
+    assert dst.count == 4 and dst.crs is None
 
 
 @needs_rasterio
 def test_read_pair_same_extent(tmp_path):
   ms, pan = fixtures.geotiff_pair(tmp_path, ms_hw=(16, 12))
-  pair = geotiff.read_pair(*_pair_paths(tmp_path), ratio=4)
+  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
   np.testing.assert_array_equal(pair.ms, ms)
   np.testing.assert_array_equal(pair.pan, pan)
-  _, pan_profile = geotiff.read_geotiff(_pair_paths(tmp_path)[1])
-  assert pair.profile["transform"] == pan_profile["transform"]
+  import rasterio
+  with rasterio.open(_pair_paths(tmp_path)[1]) as pan_src:
+    assert pair.profile["transform"] == pan_src.transform
 
 
 @needs_rasterio
 def test_read_pair_crops_to_the_common_area(tmp_path):
   # PAN starts 2 MS pixels east and extends 1 MS pixel (2 m) further north.
   ms, pan = fixtures.geotiff_pair(tmp_path, ms_hw=(16, 12), pan_offset=(4.0, 2.0))
-  pair = geotiff.read_pair(*_pair_paths(tmp_path), ratio=4)
+  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
   np.testing.assert_array_equal(pair.ms, ms[0:15, 2:12])
   np.testing.assert_array_equal(pair.pan, pan[4:64, 0:40])
   transform = pair.profile["transform"]
@@ -57,7 +69,7 @@ def test_read_pair_crops_to_the_common_area(tmp_path):
 @needs_rasterio
 def test_read_pair_subpixel_shift_keeps_ratio(tmp_path):
   fixtures.geotiff_pair(tmp_path, ms_hw=(16, 12), pan_offset=(0.2, -0.2))
-  pair = geotiff.read_pair(*_pair_paths(tmp_path), ratio=4)
+  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
   assert pair.pan.shape[:2] == (4 * pair.ms.shape[0], 4 * pair.ms.shape[1])
   assert pair.ms.shape[:2] == (15, 11)
 
@@ -65,16 +77,16 @@ def test_read_pair_subpixel_shift_keeps_ratio(tmp_path):
 def test_tifffile_fallback_without_rasterio(tmp_path, monkeypatch):
   monkeypatch.setattr(geotiff, "rasterio", None)
   ms, pan = fixtures.geotiff_pair(tmp_path, ms_hw=(8, 8), georeferenced=False)
-  array, profile = geotiff.read_geotiff(_pair_paths(tmp_path)[0])
-  np.testing.assert_array_equal(array, ms)
-  assert profile["crs"] is None and profile["transform"] is None
-  pair = geotiff.read_pair(*_pair_paths(tmp_path), ratio=4)
+  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
+  np.testing.assert_array_equal(pair.ms, ms)
   np.testing.assert_array_equal(pair.pan, pan)
+  assert pair.profile["crs"] is None and pair.profile["transform"] is None
   out = str(tmp_path / "plain.tif")
-  geotiff.write_geotiff(out, ms, profile_like=profile)
-  np.testing.assert_array_equal(geotiff.read_tiff(out), ms)
+  image = fixtures.random_image(3, (32, 32, 4), 2047, np.uint16)
+  _write_scene(out, image, pan, pair.profile)
+  np.testing.assert_array_equal(geotiff.read_tiff(out), image)
   with pytest.raises(DataError, match="needs rasterio"):
-    geotiff.write_geotiff(out, ms, profile_like={"crs": "EPSG:4326", "transform": None})
+    _write_scene(out, image, pan, {"crs": "EPSG:4326", "transform": None})
 
 
 def test_band_sequential_tiff_reads_as_hwc(tmp_path):

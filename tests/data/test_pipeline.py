@@ -5,7 +5,7 @@ import pytest
 
 from configs import default
 from pansharp_jax.data import pipeline
-from pansharp_jax.data.errors import DataError
+from pansharp_jax.errors import DataError
 
 
 class _PairedSource:

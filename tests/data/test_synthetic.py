@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from pansharp_jax import config_checks
+from pansharp_jax import config_checks, errors
 from pansharp_jax.data import wald
 from pansharp_jax.data.synthetic import SyntheticSource, pan_response
 
@@ -96,7 +96,7 @@ def test_config_check_pairs_sensor_and_bands():
   config = default.get_config()
   config_checks.validate(config)
   config.data.sensor = "WV3"
-  with pytest.raises(config_checks.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r"^config\.data\.sensor: .*8 MS bands.*qb"):
     config_checks.validate(config)
   config.data.num_bands = 8
@@ -105,7 +105,7 @@ def test_config_check_pairs_sensor_and_bands():
     config.data.sensor = sensor
     config_checks.validate(config)
   config.data.sensor = "nope"
-  with pytest.raises(config_checks.ConfigError, match="unknown sensor"):
+  with pytest.raises(errors.ConfigError, match="unknown sensor"):
     config_checks.validate(config)
 
 

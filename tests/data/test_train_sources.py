@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from pansharp_jax.data import sources
-from pansharp_jax.data.errors import DataError
+from pansharp_jax.errors import DataError
 from pansharp_jax.models import registry
 from pansharp_jax.train import builder, loop
 from tests.data import fixtures

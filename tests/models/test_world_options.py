@@ -92,10 +92,10 @@ def test_loss_options_add_their_term(tiny, tiny_outputs, option):
   gt = jnp.clip(tiny.lms + 0.05 * _features(7, tiny.lms.shape), 0, 1)
   batch = {"gt": gt, "ms": tiny.ms, "pan": tiny.pan, "lms": tiny.lms}
   config = h.common.get_base_config()
-  base_total, base_terms = losses.compute_losses(tiny_outputs, batch,
-                                                 config.loss)
-  config.model.world[option] = True      # loss.world is the same dict
-  total, terms = losses.compute_losses(tiny_outputs, batch, config.loss)
+  base_total, base_terms = losses.compute_losses(
+      tiny_outputs, batch, config.loss, world=world.WorldOptions())
+  total, terms = losses.compute_losses(
+      tiny_outputs, batch, config.loss, world=world.WorldOptions(**{option: True}))
   assert option not in base_terms and float(terms[option]) > 0
   np.testing.assert_allclose(
       total, base_total + config.loss[option] * terms[option], rtol=1e-6)

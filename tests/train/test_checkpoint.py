@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import train_tiny
 
+from pansharp_jax import errors
 from pansharp_jax.data import pipeline, sources
 from pansharp_jax.train import builder, checkpoint, parallel
 
@@ -91,7 +92,7 @@ def test_no_loadable_checkpoint_is_an_error(setup, tmp_path):
   manager = checkpoint.make_manager(str(tmp_path), config)
   _save(manager, state, it, 1)
   _truncate_files(os.path.join(manager.directory, "1"))
-  with pytest.raises(checkpoint.CheckpointError, match="no checkpoint loads"):
+  with pytest.raises(errors.CheckpointError, match="no checkpoint loads"):
     checkpoint.restore_latest(manager, checkpoint.abstract_like(state), make_iter())
   manager.close()
 

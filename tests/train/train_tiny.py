@@ -2,7 +2,7 @@
 
 The full model takes minutes to compile on a CPU; the train package only needs
 the model interface: `apply(variables, ms, pan, lms, train, rngs, mutable)`
-returning `(sr_1_4, sr_1_2, full)`, with dropout and a mutable 'world_state'
+returning `(sr_1_4, sr_1_2, full)` and a `world` attribute, with dropout and a mutable 'world_state'
 collection carried across steps (as the WSM's GRU state is).
 
   PYTHONPATH=. python tests/train/train_tiny.py --config configs/default.py --workdir DIR
@@ -30,6 +30,7 @@ class TinyNet(nn.Module):
   num_bands: int
   features: int = 8
   dropout: float = 0.1
+  world = None  # the model's world options; None: no world-model loss terms
 
   @nn.compact
   def __call__(self, ms, pan, lms=None, *, train: bool = False):

@@ -75,10 +75,8 @@ def _compile_assm_block(config):
   builds it at `config`'s size and switches, with the block's gradient wrt
   its params and both inputs."""
   size, model = sizes.get_size(config.model.size), config.model
-  d_state, num_tokens, inner_rank = size.layer(0)
   block = assm.DualModalASSM(
-      d_state=d_state, num_tokens=num_tokens, inner_rank=inner_rank,
-      mlp_ratio=size.mlp_ratio, train=True, dtype=jnp.dtype(model.dtype),
+      size=size.layer(0), train=True, dtype=jnp.dtype(model.dtype),
       blocks=options.BlockOptions(directions=int(model.directions),
                                   scan_method=model.scan_method,
                                   scan_chunk=int(model.scan_chunk)))

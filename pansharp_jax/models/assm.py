@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from pansharp_jax import ops
 from pansharp_jax.models.layers import DepthwiseConv, SqueezeExcite
 from pansharp_jax.models.options import BlockOptions
+from pansharp_jax.models.sizes import LayerSize
 
 
 def route_policy(logits, rng=None):
@@ -171,10 +172,7 @@ class DualModalFusion(nn.Module):
 class DualModalASSM(nn.Module):
   """One block: (ms, pan) -> (ms + update, pan + update), in the
   (carry, x) -> (carry, y) form that `nn.scan` stacks."""
-  d_state: int
-  num_tokens: int
-  inner_rank: int
-  mlp_ratio: float = 2.0
+  size: LayerSize
   blocks: BlockOptions = BlockOptions()
   train: bool = False
   dtype: jnp.dtype = jnp.float32
@@ -183,7 +181,8 @@ class DualModalASSM(nn.Module):
   def __call__(self, carry, _=None):
     ms, pan = carry
     batch, height, width, dim = ms.shape
-    hidden = int(dim * self.mlp_ratio)
+    size, opts = self.size, self.blocks
+    hidden = int(dim * size.mlp_ratio)
     # 1x1 convolutions are Dense layers (the same map; a plain matmul).
     conv1x1 = lambda n, name: nn.Dense(n, dtype=self.dtype, name=name)
 
@@ -200,16 +199,15 @@ class DualModalASSM(nn.Module):
 
     # Semantic routing from the block's inputs.
     route_in = (ms + pan) / 2
-    logits = nn.Dense(self.num_tokens, dtype=self.dtype, name="route_out")(
+    logits = nn.Dense(size.num_tokens, dtype=self.dtype, name="route_out")(
         nn.gelu(nn.Dense(max(dim // 3, 4), dtype=self.dtype,
                          name="route_hidden")(route_in)))
     policy = route_policy(logits,
                           self.make_rng("gumbel") if self.train else None)
-    prompts = Prompts(self.num_tokens, self.inner_rank, self.d_state)(policy)
+    prompts = Prompts(size.num_tokens, size.inner_rank, size.d_state)(policy)
 
     x = x.reshape(2, batch, height, width, hidden)
-    opts = self.blocks
-    y = SemanticScan(self.d_state, opts.directions, opts.scan_method,
+    y = SemanticScan(size.d_state, opts.directions, opts.scan_method,
                      opts.scan_chunk, self.dtype)(
                          x, prompts, jnp.argmax(policy, axis=-1))
     out_ms, out_pan = DualModalFusion(opts.dropout, self.train,
@@ -229,10 +227,7 @@ class ASSMLayer(nn.Module):
   configs leave it off.
   """
   depth: int
-  d_state: int
-  num_tokens: int
-  inner_rank: int
-  mlp_ratio: float = 2.0
+  size: LayerSize
   blocks: BlockOptions = BlockOptions()
   train: bool = False
   dtype: jnp.dtype = jnp.float32
@@ -243,9 +238,7 @@ class ASSMLayer(nn.Module):
     block = DualModalASSM
     if opts.remat:
       block = nn.remat(block, prevent_cse=not opts.scan_layers)
-    fields = dict(d_state=self.d_state, num_tokens=self.num_tokens,
-                  inner_rank=self.inner_rank, mlp_ratio=self.mlp_ratio,
-                  blocks=opts, train=self.train, dtype=self.dtype)
+    fields = dict(size=self.size, blocks=opts, train=self.train, dtype=self.dtype)
     if opts.scan_layers:
       stacked = nn.scan(
           block, variable_axes={"params": 0},

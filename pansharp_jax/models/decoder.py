@@ -85,11 +85,9 @@ class GPPNNDecoder(nn.Module):
     dim, opts = self.size.dim, self.blocks
 
     def assm(i):
-      d_state, num_tokens, inner_rank = self.size.layer(i)
-      return ASSMLayer(depth=self.size.depth, d_state=d_state,
-                       num_tokens=num_tokens, inner_rank=inner_rank,
-                       mlp_ratio=self.size.mlp_ratio, blocks=opts,
-                       train=self.train, dtype=self.dtype, name=f"assm_{i}")
+      return ASSMLayer(depth=self.size.depth, size=self.size.layer(i),
+                       blocks=opts, train=self.train, dtype=self.dtype,
+                       name=f"assm_{i}")
 
     cross_cls = CrossModalAttention
     if opts.remat:

@@ -9,6 +9,15 @@ import dataclasses
 
 
 @dataclasses.dataclass(frozen=True)
+class LayerSize:
+  """What one ASSM layer computes with (the same for each of its blocks)."""
+  d_state: int                    # S6 state size
+  num_tokens: int                 # semantic routes (prompts)
+  inner_rank: int                 # prompt embedding rank
+  mlp_ratio: float = 2.0          # hidden width = dim * mlp_ratio
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSize:
   dim: int                        # embed_dim of the features
   d_state: int                    # S6 state size of the first layer
@@ -26,11 +35,11 @@ class ModelSize:
   attn_pool: tuple[int, int, int] = (1, 1, 1)
   wsm_hidden: int = 128           # GRU state size of the WSM world option
 
-  def layer(self, i: int) -> tuple[int, int, int]:
-    """(d_state, num_tokens, inner_rank) of ASSM layer i (0..3)."""
-    return (self.d_state + i * self.d_state_step,
-            self.num_tokens + i * self.tokens_step,
-            self.inner_rank + i * self.rank_step)
+  def layer(self, i: int) -> LayerSize:
+    """The size of ASSM layer i (0..3)."""
+    return LayerSize(self.d_state + i * self.d_state_step,
+                     self.num_tokens + i * self.tokens_step,
+                     self.inner_rank + i * self.rank_step, self.mlp_ratio)
 
 
 SIZES = {

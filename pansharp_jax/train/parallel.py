@@ -35,22 +35,23 @@ def initialize_distributed() -> None:
     jax.distributed.initialize()
 
 
+def _data_mesh(devices) -> jax.sharding.Mesh:
+  # Auto axes: shardings are given explicitly at jit boundaries. The sizes
+  # go by position: jax 0.11 renamed that parameter (axis_shapes -> axis_sizes).
+  return jax.make_mesh((len(devices),), ("data",),
+                       axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+
+
 def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
   """A 1D ('data',) mesh over all (or the first `num_devices`) devices."""
-  n = num_devices or jax.device_count()
-  # Auto axes: shardings are given explicitly at jit boundaries.
-  return jax.make_mesh((n,), ("data",),
-                       axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=jax.devices()[:n])
+  return _data_mesh(jax.devices()[:num_devices or jax.device_count()])
 
 
 def local_mesh(batch_size: int) -> jax.sharding.Mesh:
   """A ('data',) mesh over the most of this host's devices that split
   `batch_size` evenly (evaluation and prediction run per host)."""
   devices = jax.local_devices()
-  n = math.gcd(batch_size, len(devices))
-  return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=devices[:n])
+  return _data_mesh(devices[:math.gcd(batch_size, len(devices))])
 
 
 def batch_sharding(mesh) -> NamedSharding:

@@ -13,7 +13,10 @@ import model_helpers as h
 from configs import default
 from pansharp_jax.models.assm import ASSMLayer
 from pansharp_jax.models.options import BlockOptions
+from pansharp_jax.models.sizes import LayerSize
 from pansharp_jax.train import builder, parallel
+
+_LAYER = LayerSize(d_state=4, num_tokens=4, inner_rank=4, mlp_ratio=1.0)
 
 
 def _trainer(**model_fields):
@@ -75,7 +78,7 @@ def test_remat_gives_the_same_values_and_gradients(scan_layers):
   ms, pan = (jax.random.normal(k, (1, 8, 8, 8))
              for k in jax.random.split(h.key(40)))
   layer = lambda remat: ASSMLayer(
-      depth=2, d_state=4, num_tokens=4, inner_rank=4, mlp_ratio=1.0, train=True,
+      depth=2, size=_LAYER, train=True,
       blocks=BlockOptions(remat=remat, scan_layers=scan_layers))
   rngs = {"params": h.key(41), "gumbel": h.key(42)}
   params = jax.jit(layer(False).init)(rngs, ms, pan)["params"]
@@ -117,8 +120,7 @@ def test_bf16_compute_keeps_float32_params(tiny, tiny_outputs):
 def test_scan_layers_matches_the_block_loop():
   ms, pan = (jax.random.normal(k, (1, 8, 8, 8))
              for k in jax.random.split(h.key(30)))
-  layer = lambda scan: ASSMLayer(depth=2, d_state=4, num_tokens=4,
-                                 inner_rank=4, mlp_ratio=1.0,
+  layer = lambda scan: ASSMLayer(depth=2, size=_LAYER,
                                  blocks=BlockOptions(scan_layers=scan))
   params = jax.jit(layer(False).init)(h.key(31), ms, pan)["params"]
   stacked = {"blocks": jax.tree.map(lambda *b: jnp.stack(b),

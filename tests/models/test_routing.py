@@ -6,6 +6,7 @@ import numpy as np
 import model_helpers as h
 
 from pansharp_jax.models import assm
+from pansharp_jax.models.sizes import LayerSize
 
 
 def test_sort_unsort_round_trip_is_exact():
@@ -42,8 +43,8 @@ def test_route_policy_hard_forward_straight_through_backward():
 
 
 def _block(train):
-  return assm.DualModalASSM(d_state=4, num_tokens=4, inner_rank=4,
-                            mlp_ratio=1.0, train=train)
+  return assm.DualModalASSM(size=LayerSize(d_state=4, num_tokens=4, inner_rank=4,
+                                           mlp_ratio=1.0), train=train)
 
 
 def test_routing_mlp_gets_gradients_in_training():

@@ -1,0 +1,190 @@
+"""benchmarks/gpu_suite: the section runner and the scan bandwidth arithmetic.
+
+Fast on purpose: made-up sections and a fake clock, two tiny child
+processes. The smoke run of the whole suite (`python -m benchmarks.gpu_suite
+--smoke --out DIR`) is CI's job, not this file's.
+"""
+
+import json
+import os
+import sys
+
+import pytest
+
+from benchmarks import common, gpu_suite
+from benchmarks.gpu_suite_report import SectionError, Skip, table
+
+
+class FakeClock:
+  def __init__(self):
+    self.now = 0.0
+
+  def __call__(self):
+    return self.now
+
+
+def _read(out_dir):
+  with open(os.path.join(out_dir, "gpu_suite.json")) as f:
+    return json.load(f)
+
+
+def _section(name, run, budget_s=100.0, min_s=0.0):
+  return gpu_suite.Section(name, run, budget_s, min_s)
+
+
+def test_a_failing_section_is_recorded_and_the_next_one_runs(tmp_path):
+  seen = []
+
+  def boom(ctx):
+    raise RuntimeError("the GPU caught fire")
+
+  def after(ctx):
+    # The files were written after the failing section, and are valid JSON.
+    data = _read(tmp_path)
+    seen.append(data["boom"]["status"])
+    assert os.path.exists(tmp_path / "gpu_suite.md")
+    return {"rows": [{"x": 1, "status": "ok"}]}
+
+  suite = gpu_suite.Suite(str(tmp_path), budget_s=100, clock=FakeClock())
+  results = suite.run([_section("boom", boom), _section("after", after)])
+  assert seen == ["failed"]
+  assert results["boom"]["status"] == "failed"
+  assert "RuntimeError: the GPU caught fire" in results["boom"]["reason"]
+  assert "Traceback" in results["boom"]["traceback"]
+  assert results["after"]["status"] == "ok"
+  data = _read(tmp_path)
+  assert data["suite"]["finished"] and list(data)[1:] == ["boom", "after"]
+  md = (tmp_path / "gpu_suite.md").read_text()
+  assert "## boom: failed" in md and "the GPU caught fire" in md
+
+
+def test_files_are_rewritten_after_every_section(tmp_path):
+  snapshots = []
+
+  def snapshot(ctx):
+    snapshots.append(sorted(k for k in _read(tmp_path) if k != "suite"))
+    return {"value": len(snapshots)}
+
+  suite = gpu_suite.Suite(str(tmp_path), budget_s=100, clock=FakeClock())
+  suite.run([_section(n, snapshot) for n in ("a", "b", "c")])
+  assert snapshots == [[], ["a"], ["a", "b"]]
+  assert _read(tmp_path)["c"] == {"value": 3, "status": "ok", "wall_s": 0.0}
+
+
+def test_skips_and_failed_rows_carry_reasons(tmp_path):
+  def skip(ctx):
+    raise Skip("needs a GPU")
+
+  def partial(ctx):
+    raise SectionError("timed out after 5 s", {"rows": [{"a": 1}]})
+
+  def rows(ctx):
+    return {"rows": [{"status": "ok"}, {"status": "failed", "reason": "OOM"},
+                     {"status": "skipped", "reason": "cuDNN needs a GPU"}]}
+
+  suite = gpu_suite.Suite(str(tmp_path), budget_s=100, clock=FakeClock())
+  results = suite.run([_section("skip", skip), _section("partial", partial),
+                       _section("rows", rows)])
+  assert results["skip"] == {"status": "skipped", "reason": "needs a GPU",
+                             "wall_s": 0.0}
+  assert results["partial"]["status"] == "failed"
+  assert results["partial"]["rows"] == [{"a": 1}]  # what it had measured
+  assert results["rows"]["status"] == "failed"
+  assert results["rows"]["reason"].startswith("1 of 3 rows failed; first: OOM")
+  for result in _read(tmp_path).values():
+    if result.get("status", "ok") != "ok":
+      assert result["reason"]
+
+
+def test_budget_exhaustion_skips_later_sections(tmp_path):
+  clock = FakeClock()
+  deadlines = []
+
+  def slow(ctx):
+    deadlines.append(ctx.left())
+    clock.now += 80.0  # the section takes 80 of the 100 s
+    return {}
+
+  ran = []
+  suite = gpu_suite.Suite(str(tmp_path), budget_s=100, clock=clock)
+  results = suite.run([
+      _section("slow", slow, budget_s=90),
+      _section("big", lambda ctx: ran.append("big"), min_s=30),
+      _section("small", lambda ctx: ran.append(ctx.left()), budget_s=50, min_s=10)])
+  assert deadlines == [90.0]           # its own budget, under the total
+  assert results["big"]["status"] == "skipped"
+  assert "20 s left" in results["big"]["reason"]
+  assert "at least 30 s" in results["big"]["reason"]
+  assert ran == [20.0]                 # the rest of the total, not its 50 s
+  assert results["small"]["status"] == "ok"
+
+
+def test_a_hanging_child_is_killed_and_keeps_its_figures(tmp_path):
+  result = tmp_path / "part.json"
+  script = (f"import json, time; json.dump({{'rows': [{{'a': 1}}]}}, "
+            f"open({str(result)!r}, 'w')); print('measured', flush=True); "
+            "time.sleep(60)")
+  with pytest.raises(SectionError) as e:
+    gpu_suite.run_job([sys.executable, "-c", script], str(result),
+                      str(tmp_path / "log.txt"), timeout=3)
+  assert "timed out after 3 s" in str(e.value) and "measured" in str(e.value)
+  assert e.value.figures == {"rows": [{"a": 1}]}
+
+
+def test_a_child_that_writes_nothing_fails_with_its_log(tmp_path):
+  with pytest.raises(SectionError, match="exit code 3 without figures.*oops"):
+    gpu_suite.run_job(
+        [sys.executable, "-c", "import sys; print('oops'); sys.exit(3)"],
+        str(tmp_path / "part.json"), str(tmp_path / "log.txt"), timeout=30)
+
+
+def test_scan_io_bytes_by_hand():
+  # batch 4 (2 directions x 2 modalities), L 4096, D 192, N 16, float32.
+  tokens = 4 * 4096                           # 16,384
+  inputs = 4 * (tokens * 192 * 2              # u, delta: 25,165,824
+                + tokens * 16 * 2             # B, C: 2,097,152
+                + 192 * 16 + 2 * 192)         # A, D, delta_bias: 13,824
+  assert inputs == 27_276_800
+  y = 4 * tokens * 192                        # 12,582,912
+  assert common.scan_io_bytes(4, 4096, 192, 16) == inputs + y == 39_859_712
+  # fwd + bwd: the forward's traffic, the backward reading every input and
+  # dy, and writing one gradient per input.
+  assert common.scan_io_bytes(4, 4096, 192, 16, backward=True) == (
+      3 * inputs + 2 * y) == 106_996_224
+  # The gate z is one more (tokens, D) input.
+  assert (common.scan_io_bytes(4, 4096, 192, 16, gate=True) -
+          common.scan_io_bytes(4, 4096, 192, 16)) == 4 * tokens * 192
+  assert common.scan_io_bytes(1, 10, 2, 1, itemsize=2) == 2 * (
+      10 * 2 * 2 + 10 * 2 + 2 + 4) + 2 * 10 * 2
+
+
+def test_bandwidth_bound_by_hand():
+  # An H200 at 4.8 TB/s moves the fwd+bwd bytes above in 22.29 us; a
+  # 66.87 us step is then 3.0x the bound.
+  bandwidth, entry = common.known_bandwidth("NVIDIA H200")
+  assert (bandwidth, entry) == (4.8e12, "h200")
+  nbytes = common.scan_io_bytes(4, 4096, 192, 16, backward=True)
+  bound_s = nbytes / bandwidth
+  assert bound_s == pytest.approx(22.2909e-6, rel=1e-4)
+  assert 66.8727e-6 / bound_s == pytest.approx(3.0, rel=1e-4)
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("NVIDIA H200", 4.8e12), ("NVIDIA H200 NVL", 4.8e12),
+    ("NVIDIA H100 80GB HBM3", 3.35e12), ("NVIDIA H100 PCIe", 2.0e12),
+    ("NVIDIA A100-SXM4-80GB", 2.039e12), ("NVIDIA A100 80GB PCIe", 1.935e12),
+    ("NVIDIA A100-SXM4-40GB", 1.555e12), ("NVIDIA L40S", 864e9),
+    ("NVIDIA L4", 300e9), ("Tesla T4", 320e9),
+    ("NVIDIA GH200 480GB", None),       # memory not told by the name: measure
+    ("NVIDIA GeForce RTX 4090", None), ("cpu", None)])
+def test_known_bandwidth(kind, expected):
+  assert common.known_bandwidth(kind)[0] == expected
+
+
+def test_markdown_table_puts_status_last():
+  lines = table(
+      [{"status": "ok", "L": 4096, "ms": 1.23456},
+       {"L": 65536, "status": "skipped", "reason": "a | b"}])
+  assert lines[0] == "| L | ms | status | reason |"
+  assert lines[2] == "| 4,096 | 1.235 | ok |  |"
+  assert lines[3] == "| 65,536 |  | skipped | a \\| b |"

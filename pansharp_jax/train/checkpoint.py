@@ -88,12 +88,6 @@ def set_aside_newer(manager: ocp.CheckpointManager, step: int) -> list[int]:
   return newer
 
 
-def abstract_like(tree):
-  """ShapeDtypeStructs (with shardings) describing `tree`, for restoring into."""
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
-
-
 # ---- best model export ----
 
 def make_best_manager(workdir: str) -> ocp.CheckpointManager:

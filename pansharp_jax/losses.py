@@ -34,13 +34,23 @@ def gradient_loss(pred, target):
   return l1(py, ty) + l1(px, tx)
 
 
-def _depthwise(x, kernel):
-  """'VALID' depthwise 2D correlation of NHWC `x` with one (kh, kw) kernel."""
-  c = x.shape[-1]
-  k = jnp.broadcast_to(kernel[:, :, None, None], kernel.shape + (1, c))
-  return jax.lax.conv_general_dilated(
-      x, k.astype(x.dtype), (1, 1), "VALID",
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
+def _band_matrix(taps: np.ndarray, size: int) -> np.ndarray:
+  """(size - k + 1, size) matrix whose product is the 'VALID' correlation
+  of a length-`size` signal with the k `taps`."""
+  k = len(taps)
+  matrix = np.zeros((size - k + 1, size), np.float32)
+  for i in range(size - k + 1):
+    matrix[i, i:i + k] = taps
+  return matrix
+
+
+def _separable(x, col_taps, row_taps):
+  """'VALID' 2D correlation of each channel of NHWC `x` with the kernel
+  outer(col_taps, row_taps), as two matrix products: on XLA:CPU these run
+  many times faster than (depthwise) convolutions, forward and backward."""
+  cols = jnp.asarray(_band_matrix(np.asarray(col_taps), x.shape[1]), x.dtype)
+  rows = jnp.asarray(_band_matrix(np.asarray(row_taps), x.shape[2]), x.dtype)
+  return jnp.einsum("ph,bhwc,qw->bpqc", cols, x, rows)
 
 
 def gaussian_1d(size: int = 11, sigma: float = 1.5) -> np.ndarray:
@@ -56,11 +66,11 @@ def ssim_map(pred, target, data_range=1.0, window=11, sigma=1.5):
   The five local moments share one separable blur (rows, then columns):
   2 x 11 taps per pixel instead of 121, the largest cost of the loss.
   """
-  g = jnp.asarray(gaussian_1d(window, sigma))
+  g = gaussian_1d(window, sigma)
   c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
   moments = jnp.concatenate(
       [pred, target, pred * pred, target * target, pred * target], axis=-1)
-  blurred = _depthwise(_depthwise(moments, g[:, None]), g[None, :])
+  blurred = _separable(moments, g, g)
   mu_p, mu_t, e_pp, e_tt, e_pt = jnp.split(blurred, 5, axis=-1)
   var_p, var_t = e_pp - mu_p**2, e_tt - mu_t**2
   cov = e_pt - mu_p * mu_t
@@ -72,14 +82,15 @@ def ssim_loss(pred, target):
   return 1.0 - jnp.mean(ssim_map(pred, target))
 
 
-_SOBEL = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], np.float32)
+# Sobel: smoothing [1, 2, 1] across, difference [1, 0, -1] along.
+_SMOOTH, _DIFF = np.array([1, 2, 1], np.float32), np.array([1, 0, -1], np.float32)
 
 
 def edge_loss(pred, target):
   """L1 between Sobel gradient magnitudes."""
   def magnitude(x):
-    gx = _depthwise(x, jnp.asarray(_SOBEL))
-    gy = _depthwise(x, jnp.asarray(_SOBEL.T))
+    gx = _separable(x, _SMOOTH, _DIFF)
+    gy = _separable(x, _DIFF, _SMOOTH)
     return jnp.sqrt(gx**2 + gy**2 + 1e-6)
   return l1(magnitude(pred), magnitude(target))
 

@@ -1,12 +1,13 @@
-"""The synthetic source: shapes, ranges, determinism and spectral/spatial structure."""
+"""The synthetic source: shapes, ranges, determinism, spectral/spatial
+structure and the sensor model (PAN response, misregistration)."""
 
 import numpy as np
 import pytest
 
 from configs import default
 from pansharp_jax import config_checks, errors
-from pansharp_jax.data import wald
-from pansharp_jax.data.synthetic import SyntheticSource, pan_response
+from pansharp_jax.data import spectra, synthetic, wald
+from pansharp_jax.data.synthetic import SyntheticSource
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +56,77 @@ def test_has_structure_and_correlated_bands(data_config):
   assert np.corrcoef(flat[:, 1:].ravel(), flat[:, :-1].ravel())[0, 1] > 0.5
   # Edges: some large jumps between neighbours.
   assert np.abs(np.diff(flat, axis=1)).max() > 0.05
-  # PAN is close to the spectral-response mix of the GT bands.
+  # PAN follows the scene's brightness, as the mean of the bands does.
   sample = SyntheticSource(data_config, "train")[0]
-  mixed = sample["gt"] @ pan_response(4)
-  assert np.corrcoef(mixed.ravel(), sample["pan"].ravel())[0, 1] > 0.8
+  mean = sample["gt"].mean(-1)
+  assert np.corrcoef(mean.ravel(), sample["pan"].ravel())[0, 1] > 0.8
+
+
+def _linear_fit_residual(bands, target):
+  """RMS residual of the least-squares fit of `target` by the bands and a
+  constant, relative to the target's std."""
+  design = np.concatenate([bands, np.ones_like(bands[:, :1])], 1)
+  weights = np.linalg.lstsq(design, target, rcond=None)[0]
+  return np.std(target - design @ weights) / np.std(target)
+
+
+def test_pan_is_not_a_linear_mix_of_the_ms_bands():
+  """The PAN response covers the red edge, which no QuickBird-like band does:
+  on vegetation the PAN is not any linear combination of the MS bands."""
+  residuals = []
+  for seed in range(4):
+    scene = synthetic.render_scene(np.random.default_rng(seed), 96, 4)
+    flat = scene.reshape(-1, 5).astype(np.float64)
+    residuals.append(_linear_fit_residual(flat[:, :4], flat[:, 4]))
+    # The fit itself is sound: a PAN that is a mix of the bands fits exactly.
+    assert _linear_fit_residual(flat[:, :4], flat[:, :4] @ [.2, .3, .3, .2]) < 1e-6
+  assert np.mean(residuals) > 0.01, residuals
+
+
+def test_spectral_responses():
+  for bands in (3, 4, 5, 8):
+    responses = spectra.band_responses(bands)
+    assert responses.shape == (bands, len(spectra.WAVELENGTHS))
+    np.testing.assert_allclose(responses.sum(1), 1, rtol=1e-6)
+    # Bands in wavelength order, each inside the PAN's range or near it.
+    centres = responses @ spectra.WAVELENGTHS
+    assert np.all(np.diff(centres) > 0)
+  pan = spectra.pan_response(4)
+  assert pan @ spectra.WAVELENGTHS == pytest.approx(675, abs=10)
+
+
+def test_misregistration_moves_the_ms_against_the_pan():
+  rng = np.random.default_rng(0)
+  shifts = np.array([synthetic.misregistration(rng) for _ in range(200)])
+  lengths = np.hypot(*shifts.T)
+  assert lengths.max() <= synthetic.MAX_SHIFT and lengths.mean() > 0.3
+  # MS pixel centres one MS pixel (4 PAN pixels) further right: the MS
+  # content moves one pixel left, the PAN stays (same seed: same noise).
+  scene = synthetic.render_scene(np.random.default_rng(1), 64, 4)
+  gains = wald.ms_gains("QB", 4)
+  ms0, pan0 = synthetic.image_scene(scene, (0, 0), gains, 4,
+                                    np.random.default_rng(2))
+  ms1, pan1 = synthetic.image_scene(scene, (0, 4), gains, 4,
+                                    np.random.default_rng(2))
+  np.testing.assert_array_equal(pan0, pan1)
+  moved = np.abs(ms1[:, :-2] - ms0[:, 1:-1]).mean()
+  assert moved < 0.3 * np.abs(ms1 - ms0).mean()
+  assert np.abs(ms1 - ms0).mean() > 0.005
+
+
+def test_the_source_draws_a_shift_per_scene(data_config, monkeypatch):
+  source = SyntheticSource(data_config, "train")
+  drawn = source._render(0)
+  draw = synthetic.misregistration
+
+  def no_shift(rng):
+    draw(rng)  # the same random draws, so the rest of the scene is unchanged
+    return (0.0, 0.0)
+
+  monkeypatch.setattr(synthetic, "misregistration", no_shift)
+  aligned = source._render(0)
+  assert np.abs(drawn["gt"] - aligned["gt"]).max() > 2 / 2047
+  np.testing.assert_array_equal(drawn["pan"], aligned["pan"])
 
 
 def test_wald_protocol_with_the_sensor_mtf(data_config):

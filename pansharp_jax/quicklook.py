@@ -1,7 +1,11 @@
 """Quicklook PNG panels: MS | PAN | fused | GT | |error|.
 
 Inputs are HWC float arrays in [0, 1] at PAN resolution (MS already upsampled,
-PAN as HW1 or HW). RGB is taken from the first three bands in the order given.
+PAN as HW1 or HW). RGB is red, green and blue in the sensors' band orders
+(RGB_BANDS: 4 bands B, G, R, NIR as QuickBird/IKONOS/GeoEye-1/GF-2; 8 bands
+as WorldView-2/3), else the first three bands.
+Panels smaller than MIN_PANEL_SIDE are enlarged pixel by pixel (nearest
+neighbour, an integer zoom); each title is centred over its own panel.
 One percentile 2-98 stretch is computed over MS, fused and GT together and
 applied to all three, so a colour shift in the fused panel is a real shift and
 not a display artefact. The error panel is the per-pixel mean absolute error
@@ -14,12 +18,19 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
+# Band count -> indices of red, green and blue.
+RGB_BANDS = {4: (2, 1, 0), 8: (4, 2, 1)}
 # |error| of 1/ERROR_GAIN (about 12 DN of 255) already shows white.
 ERROR_GAIN = 20.0
-_SEPARATOR = 4  # pixels of white between panels
-_LABEL_HEIGHT = 14
+# Small crops (64 px) are enlarged by an integer nearest-neighbour zoom until
+# a panel is this wide, so single pixels stay visible.
+MIN_PANEL_SIDE = 256
+_SEPARATOR = 6   # pixels of white between panels
+_TITLE_SIZE = 16  # title font size (px), smaller only if a title would not fit
+_TITLE_PAD = 4
+_MIN_TITLE_WIDTH = 128  # px: the longest title at full size, with margins
 
 
 def _as_hwc(x: np.ndarray, name: str) -> np.ndarray:
@@ -32,9 +43,10 @@ def _as_hwc(x: np.ndarray, name: str) -> np.ndarray:
 
 
 def _rgb(x: np.ndarray) -> np.ndarray:
-  """First three bands; single-band images become grey."""
+  """True colour where the band order is known, else the first three bands;
+  single-band images become grey."""
   if x.shape[-1] >= 3:
-    return x[..., :3]
+    return x[..., list(RGB_BANDS.get(x.shape[-1], (0, 1, 2)))]
   return np.repeat(x[..., :1], 3, axis=-1)
 
 
@@ -56,8 +68,9 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
   return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def compose_panels(ms_up, pan, fused, gt=None) -> tuple[np.ndarray, list[str]]:
-  """The panels as one uint8 RGB array (no labels) and their titles."""
+def compose_panels(ms_up, pan, fused, gt=None
+                   ) -> tuple[list[np.ndarray], list[str]]:
+  """The panels as uint8 RGB arrays at the input size, and their titles."""
   ms_up = _as_hwc(ms_up, "ms_up")
   pan = _as_hwc(pan, "pan")
   fused = _as_hwc(fused, "fused")
@@ -80,25 +93,50 @@ def compose_panels(ms_up, pan, fused, gt=None) -> tuple[np.ndarray, list[str]]:
     err = np.abs(fused - gt).mean(axis=-1, keepdims=True)
     panels += [colour[2], np.repeat(np.clip(err * ERROR_GAIN, 0, 1), 3, -1)]
     titles += ["GT", f"|fused-GT| x{ERROR_GAIN:g}"]
-  sep = np.ones((h, _SEPARATOR, 3), np.float32)
-  row = []
-  for i, p in enumerate(panels):
-    if i:
-      row.append(sep)
-    row.append(p)
-  return _to_uint8(np.concatenate(row, axis=1)), titles
+  return [_to_uint8(p) for p in panels], titles
+
+
+def enlargement(height: int, width: int) -> int:
+  """Integer nearest-neighbour zoom that makes a panel's longer side at
+  least MIN_PANEL_SIDE and its width at least _MIN_TITLE_WIDTH pixels (1 for
+  panels already that large)."""
+  return max(1, -(-MIN_PANEL_SIDE // max(height, width, 1)),
+             -(-_MIN_TITLE_WIDTH // max(width, 1)))
+
+
+def _title_font(titles, width):
+  """The largest font up to _TITLE_SIZE whose titles all fit in `width`."""
+  for size in range(_TITLE_SIZE, 5, -1):
+    font = ImageFont.load_default(size=size)
+    if max(font.getlength(t) for t in titles) <= width - 4:
+      return font
+  return font
+
+
+def render(panels: list[np.ndarray], titles: list[str]) -> Image.Image:
+  """The panels side by side, each enlarged by `enlargement`, with its title
+  centred above it."""
+  h, w = panels[0].shape[:2]
+  zoom = enlargement(h, w)
+  ph, pw = h * zoom, w * zoom
+  font = _title_font(titles, pw)
+  top, bottom = font.getbbox("Ag|")[1], font.getbbox("Ag|")[3]
+  band = bottom - top + 2 * _TITLE_PAD
+  width = len(panels) * pw + (len(panels) - 1) * _SEPARATOR
+  canvas = Image.new("RGB", (width, band + ph), (255, 255, 255))
+  draw = ImageDraw.Draw(canvas)
+  for i, (panel, title) in enumerate(zip(panels, titles)):
+    left = i * (pw + _SEPARATOR)
+    big = Image.fromarray(panel, "RGB").resize((pw, ph), Image.NEAREST)
+    canvas.paste(big, (left, band))
+    x = left + (pw - font.getlength(title)) / 2
+    draw.text((x, _TITLE_PAD - top), title, fill=(0, 0, 0), font=font)
+  return canvas
 
 
 def write_quicklook(path, ms_up, pan, fused, gt=None) -> str:
   """Writes the panel PNG to `path` (parent folders created) and returns it."""
-  image, titles = compose_panels(ms_up, pan, fused, gt)
-  h, w = image.shape[:2]
-  canvas = Image.new("RGB", (w, h + _LABEL_HEIGHT), (255, 255, 255))
-  canvas.paste(Image.fromarray(image, "RGB"), (0, _LABEL_HEIGHT))
-  draw = ImageDraw.Draw(canvas)
-  panel_w = (w - _SEPARATOR * (len(titles) - 1)) // len(titles)
-  for i, title in enumerate(titles):
-    draw.text((i * (panel_w + _SEPARATOR) + 2, 1), title, fill=(0, 0, 0))
+  canvas = render(*compose_panels(ms_up, pan, fused, gt))
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   canvas.save(path, format="PNG")
   return str(path)

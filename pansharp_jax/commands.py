@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from pansharp_jax import curves
 from pansharp_jax import evaluate as evaluate_lib
 from pansharp_jax import inference
 from pansharp_jax import predict as predict_lib
@@ -27,7 +28,8 @@ def probe(config, workdir: str):
 
 def evaluate(config, workdir: str, split: str = "val") -> dict:
   """Scores the newest checkpoint's EMA weights on `split` beside every
-  baseline; writes WORKDIR/eval/report.{json,md} and quicklooks."""
+  baseline; writes WORKDIR/eval/report.{json,md}, quicklooks and curves.png
+  (the training curves of WORKDIR/metrics.jsonl against these baselines)."""
   inference.require_checkpoint(workdir, "latest", "evaluate")
   source = sources.make_source(config.data, split)
   restored = inference.restore(config, workdir, "latest", "evaluate")
@@ -36,10 +38,13 @@ def evaluate(config, workdir: str, split: str = "val") -> dict:
       restored.batch_fn(), source,
       pipeline.eval_batches(source, int(config.eval_batch_size)), full=True,
       sensor=config.data.sensor, quicklook_dir=os.path.join(out_dir, "quicklooks"))
-  return evaluate_lib.write_report(rows, out_dir, {
+  report = evaluate_lib.write_report(rows, out_dir, {
       "step": restored.step, "split": split, "source": config.data.source,
       "sensor": config.data.sensor, "ratio": int(config.data.ratio),
       "data_range": float(source.max_value)})
+  curves.write_curves(os.path.join(out_dir, "curves.png"),
+                      os.path.join(workdir, "metrics.jsonl"), report["mean"])
+  return report
 
 
 def predict(config, workdir: str, ms_path: str, pan_path: str, out_path: str,

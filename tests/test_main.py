@@ -5,7 +5,10 @@ import os
 import subprocess
 import sys
 
+from PIL import Image
 import pytest
+
+from pansharp_jax import curves
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config.num_train_steps=8", "--config.batch_size=2",
@@ -39,6 +42,11 @@ def test_train_end_to_end_writes_everything(tmp_path):
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f)["num_train_steps"] == 8
 
+  # The curves PNG comes with the report, from the train loop and evaluate.
+  curves_png = os.path.join(workdir, "eval", "curves.png")
+  assert Image.open(curves_png).size == curves.render({}, {}).size
+  os.remove(curves_png)
+
   # Evaluate mode reloads the checkpoint and reproduces the final report.
   result = run_main("--workdir", workdir, "--mode=evaluate", *TINY)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -49,6 +57,7 @@ def test_train_end_to_end_writes_everything(tmp_path):
   for r in (report, again):
     assert {"EXP", "GS", "MTF-GLP-FS"} <= set(r["mean"]) and "q2n" in r["mean"]["GS"]
   assert sorted(os.listdir(os.path.join(workdir, "eval", "quicklooks"))) == ["0000.png", "0001.png"]
+  assert os.path.getsize(curves_png) > 10_000
 
 
 @pytest.mark.parametrize("override, message", [

@@ -12,7 +12,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from pansharp_jax import evaluate
+from pansharp_jax import curves, evaluate
 from pansharp_jax.data import pipeline, sources
 from pansharp_jax.errors import ConfigError
 from pansharp_jax.train import builder, checkpoint, memory, parallel, preemption
@@ -207,6 +207,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
         report = evaluate.write_report(rows, os.path.join(workdir, "eval"),
                                        {"step": int(state.step), "split": "val"})
         writer.write(int(state.step), report["mean"]["model"], "val")
+        curves.write_curves(os.path.join(workdir, "eval", "curves.png"),
+                            os.path.join(workdir, "metrics.jsonl"), report["mean"])
         logging.info("Final: %s", json.dumps(report["mean"]))
     return report
   finally:

@@ -18,7 +18,7 @@ FLOORS = {
     "errors": 0,
     "ops": 1, "data": 1,
     "models": 2, "metrics": 2, "baselines": 2, "losses": 2, "report": 2,
-    "quicklook": 2,
+    "quicklook": 2, "curves": 2,
     "evaluate": 3, "config_checks": 3,
     "train": 4,
     "inference": 5, "predict": 5,

@@ -273,28 +273,36 @@ def _tree_density(rng, use, kind, edge_dist, road_half, bank):
   return np.where(bank, 0.75, density)
 
 
-def draw_layout(rng: np.random.Generator, n: int) -> Layout:
-  """The layout of one (n, n) scene, a pure function of `rng`'s state."""
-  frame = _frame(rng, n)
-  kind = _KINDS[rng.choice(len(_KINDS), p=(.45, .35, .2))]
+def _paint_ground(rng, frame, kind, weights):
+  """Parcels with their land use's ground; returns (labels, use, edge
+  distance, road half width) per pixel."""
   labels, edge_dist, road_half = _parcels(rng, frame, kind)
   count = int(labels.max()) + 1
   use = rng.choice(len(_USES), count, p=_USE_PROBS[kind])[labels]
-  weights = np.zeros((len(spectra.COMPONENTS), n, n), np.float32)
   mixes = _ground_mixes(rng, frame, labels, count, kind)
   for i, mix in enumerate(mixes.values()):
     if (use == i).any():
       _paint(weights, (use == i).astype(np.float32), mix())
   weights *= rng.uniform(0.9, 1.1, count)[labels]
+  return use, edge_dist, road_half
 
-  height, lit = np.zeros((n, n), np.float32), np.ones((n, n), np.float32)
+
+def _paint_buildings(rng, frame, kind, use, weights):
+  """Buildings on the built-up parcels; returns (height, sunlit share)."""
+  n = frame.y.shape[0]
   built = use == _USES.index("built")
-  if built.any():
-    cover, roof_height, roof_lit, roof = _buildings(rng, frame, kind)
-    cover = cover * built
-    _paint(weights, cover, {m: roof == i for i, m in enumerate(_ROOFS)})
-    height, lit = roof_height * built, np.where(cover > 0.5, roof_lit, 1.0)
+  if not built.any():
+    return np.zeros((n, n), np.float32), np.ones((n, n), np.float32)
+  cover, height, roof_lit, roof = _buildings(rng, frame, kind)
+  cover = cover * built
+  _paint(weights, cover, {m: roof == i for i, m in enumerate(_ROOFS)})
+  return height * built, np.where(cover > 0.5, roof_lit, 1.0)
 
+
+def _paint_water_and_roads(rng, frame, kind, edge_dist, road_half, weights):
+  """A river or lake, then roads over them (bridges); returns (where the
+  ground is open, the river's wooded banks)."""
+  n = frame.y.shape[0]
   water, bank = np.zeros((n, n), np.float32), np.zeros((n, n), bool)
   if rng.random() < (0.4 if kind == "rural" else 0.15):
     water, bank = _river(rng, frame)
@@ -306,15 +314,33 @@ def draw_layout(rng: np.random.Generator, n: int) -> Layout:
   paved = kind != "rural" or rng.random() < 0.5
   _paint(weights, roads, {"asphalt": 1.0} if paved else
          _ground(rng, n, "soil", "sand", .5, .2))
-  open_ground = (water < 0.5) & (roads < 0.5)
-  height, lit = height * open_ground, np.where(open_ground, lit, 1.0)
+  return (water < 0.5) & (roads < 0.5), bank
 
-  density = _tree_density(rng, use, kind, edge_dist, road_half, bank)
-  crown, crown_lit = _crowns(rng, frame, density * open_ground * (height == 0))
+
+def _paint_trees(rng, frame, density, weights):
+  """Tree crowns where `density` allows; returns (height, sunlit share,
+  crown) of the trees."""
+  crown, lit = _crowns(rng, frame, density)
   _paint(weights, np.clip(4 * crown, 0, 1), {"tree": 1.0})
-  tree_height = rng.uniform(4, 9) * (0.6 + 0.4 * crown) * (crown > 0)
+  height = rng.uniform(4, 9) * (0.6 + 0.4 * crown) * (crown > 0)
+  return height, lit, crown > 0
+
+
+def draw_layout(rng: np.random.Generator, n: int) -> Layout:
+  """The layout of one (n, n) scene, a pure function of `rng`'s state."""
+  frame = _frame(rng, n)
+  kind = _KINDS[rng.choice(len(_KINDS), p=(.45, .35, .2))]
+  weights = np.zeros((len(spectra.COMPONENTS), n, n), np.float32)
+  use, edge_dist, road_half = _paint_ground(rng, frame, kind, weights)
+  height, lit = _paint_buildings(rng, frame, kind, use, weights)
+  open_ground, bank = _paint_water_and_roads(rng, frame, kind, edge_dist,
+                                             road_half, weights)
+  height, lit = height * open_ground, np.where(open_ground, lit, 1.0)
+  density = _tree_density(rng, use, kind, edge_dist, road_half, bank)
+  tree_height, tree_lit, trees = _paint_trees(
+      rng, frame, density * open_ground * (height == 0), weights)
   height = np.maximum(height, tree_height)
-  lit = np.where(crown > 0, crown_lit, lit)
+  lit = np.where(trees, tree_lit, lit)
 
   vegetation = sum(weights[_K[m]] for m in ("tree", "crop", "grass"))
   weights[_K[spectra.RED_EDGE]] = vegetation * np.clip(

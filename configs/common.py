@@ -118,6 +118,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   predict.overlap = -1           # blended overlap in PAN px, a multiple of ratio (-1: a quarter tile)
   predict.batch_size = 0         # tiles per model call (0: eval_batch_size)
 
+  # ---- scene adaptation (--mode=adapt; Z-PNN's target-adaptive fine-tuning) ----
+  config.adapt = adapt = ml_collections.ConfigDict()
+  adapt.steps = 100              # Adam steps on random crops of the scene
+  adapt.lr = 1e-4
+  adapt.crop_size = 0            # crop side in PAN px, a multiple of 4 x ratio (0: data.image_size)
+  adapt.batch_size = 0           # crops per step (0: eval_batch_size)
+  adapt.spatial_weight = 1.0     # weight of the spatial term beside the spectral one
+  adapt.eval_tiles = 8           # fixed tiles on which QNR is measured before and after
+
   # ---- memory probe (--mode=probe, batch_size=-1) ----
   config.probe = probe = ml_collections.ConfigDict()
   probe.memory_fraction = 0.9    # share of the device memory a step may use

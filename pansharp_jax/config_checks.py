@@ -63,5 +63,17 @@ def validate(config) -> None:
   _require(config.best_mode in ("max", "min"), "best_mode",
            f"must be max or min, got {config.best_mode!r}")
   _require(float(config.optim.lr) > 0, "optim.lr", "must be positive")
+  _check_adapt(config.adapt, ratio)
   _require(0 <= float(config.optim.ema_decay) < 1, "optim.ema_decay",
            "must be in [0, 1)")
+
+
+def _check_adapt(adapt, ratio: int) -> None:
+  for field in ("steps", "batch_size", "crop_size"):
+    _require(int(adapt[field]) >= 0, f"adapt.{field}", "must be 0 or positive")
+  _require(int(adapt.crop_size) % (4 * ratio) == 0, "adapt.crop_size",
+           f"must be a multiple of 4 x data.ratio = {4 * ratio}, got {adapt.crop_size}")
+  _require(float(adapt.lr) > 0, "adapt.lr", "must be positive")
+  _require(float(adapt.spatial_weight) >= 0, "adapt.spatial_weight",
+           "must be 0 or positive")
+  _require(int(adapt.eval_tiles) > 0, "adapt.eval_tiles", "must be positive")

@@ -121,10 +121,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   # ---- scene adaptation (--mode=adapt; Z-PNN's target-adaptive fine-tuning) ----
   config.adapt = adapt = ml_collections.ConfigDict()
   adapt.steps = 100              # Adam steps on random crops of the scene
-  adapt.lr = 1e-4
+  adapt.lr = 3e-4
   adapt.crop_size = 0            # crop side in PAN px, a multiple of 4 x ratio (0: data.image_size)
   adapt.batch_size = 0           # crops per step (0: eval_batch_size)
-  adapt.spatial_weight = 1.0     # weight of the spatial term beside the spectral one
+  adapt.spatial_weight = 0.3     # weight of the spatial term beside the spectral one
   adapt.eval_tiles = 8           # fixed tiles on which QNR is measured before and after
 
   # ---- memory probe (--mode=probe, batch_size=-1) ----

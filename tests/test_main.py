@@ -42,13 +42,15 @@ def test_train_end_to_end_writes_everything(tmp_path):
   # Evaluate mode reloads the checkpoint and reproduces the final report.
   result = run_main("--workdir", workdir, "--mode=evaluate", *TINY)
   assert result.returncode == 0, result.stderr[-3000:]
-  with open(os.path.join(workdir, "eval", "report.json")) as f:
+  with open(os.path.join(workdir, "eval", "val", "report.json")) as f:
     again = json.load(f)
   assert again["mean"]["model"]["psnr"] == pytest.approx(report["mean"]["model"]["psnr"], abs=1e-4)
-  # Both reports have every baseline; evaluation writes quicklook panels.
+  # Both reports have every baseline; both write quicklook panels.
   for r in (report, again):
     assert {"EXP", "GS", "MTF-GLP-FS"} <= set(r["mean"]) and "q2n" in r["mean"]["GS"]
-  assert sorted(os.listdir(os.path.join(workdir, "eval", "quicklooks"))) == ["0000.png", "0001.png"]
+  for folder in ("eval", os.path.join("eval", "val")):
+    looks = os.listdir(os.path.join(workdir, folder, "quicklooks"))
+    assert sorted(looks) == ["0000.png", "0001.png"]
 
 
 @pytest.mark.parametrize("override, message", [

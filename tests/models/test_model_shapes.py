@@ -53,3 +53,19 @@ def test_untrained_model_outputs_the_interpolated_ms(tiny):
   np.testing.assert_allclose(full, tiny.lms, atol=1e-5)
   np.testing.assert_allclose(
       sr_1_2, nn.avg_pool(tiny.lms, (2, 2), (2, 2)), atol=1e-5)
+
+
+@pytest.mark.parametrize("ratio", [2, 8])
+def test_other_ratios_keep_the_three_scales(tiny, ratio):
+  """MS at 1/2 or 1/8 of the PAN: outputs are still at 1/4, 1/2 and full PAN
+  resolution, and the untrained model still gives the interpolated MS (the
+  1/4 head starts from the pooled lms, as the MS is not at 1/4)."""
+  _, pan, lms = h.inputs(seed=3, height=32)
+  ms = nn.avg_pool(lms, (ratio, ratio), (ratio, ratio))
+  sr_1_4, sr_1_2, full = tiny.forward(tiny.init_params, ms, pan, lms)
+  quarter = nn.avg_pool(lms, (4, 4), (4, 4))
+  np.testing.assert_allclose(sr_1_4, quarter, atol=1e-5)
+  np.testing.assert_allclose(sr_1_2, nn.avg_pool(lms, (2, 2), (2, 2)), atol=1e-5)
+  np.testing.assert_allclose(full, lms, atol=1e-5)
+  with pytest.raises(ValueError, match="ratio r in"):
+    tiny.forward(tiny.init_params, ms[:, :3], pan, lms)

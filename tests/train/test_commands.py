@@ -111,3 +111,25 @@ def test_adapt_raises_qnr_on_the_scene(workdir, tmp_path):
   assert summary["last_loss"]["loss"] < summary["first_loss"]["loss"]
   assert summary["after"]["qnr"] > summary["before"]["qnr"]
   assert os.path.isfile(out) and os.path.isfile(str(tmp_path / "fused_quicklook.png"))
+
+
+@pytest.mark.parametrize("ratio", [2, 8])
+def test_other_ratios_train_evaluate_and_predict(tmp_path, ratio):
+  workdir = str(tmp_path / "run")
+  config = train_tiny.config(num_train_steps=2, eval_every=2, checkpoint_every=2,
+                             log_every=2)
+  config.data.ratio = ratio
+  config.data.synthetic.num_test = 2
+  config.eval_batch_size = 2
+  commands.train(config, workdir)
+  report = commands.evaluate(config, workdir, "test")
+  assert report["ratio"] == ratio and report["images"] == 2
+  assert set(report["mean"]) == {"model", *baselines.BASELINES}
+  fixtures.geotiff_pair(str(tmp_path / "scene"), ms_hw=(64 // ratio, 96 // ratio),
+                        ratio=ratio)
+  out = str(tmp_path / "fused.tif")
+  commands.predict(config, workdir, str(tmp_path / "scene" / "MS" / "scene.tif"),
+                   str(tmp_path / "scene" / "PAN" / "scene.tif"), out, progress=False)
+  import rasterio
+  with rasterio.open(out) as dst:
+    assert (dst.height, dst.width, dst.count) == (64, 96, 4)

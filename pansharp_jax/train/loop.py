@@ -28,7 +28,17 @@ def _save_config(config, workdir):
     f.write(config.to_json_best_effort(indent=2))
 
 
-def _improves(value: float, best: float, mode: str) -> bool:
+def _is_new_best(name: str, value: float, best: float, mode: str,
+                 step: int) -> bool:
+  """Whether `value` beats `best` (NaN until a first value is kept).
+
+  A non-finite value never does, and says so in the log: kept, a NaN would
+  be exported as the best model and make any later value an improvement.
+  """
+  if not np.isfinite(value):
+    logging.warning("Validation %s is %s at step %d; not kept as the best",
+                    name, value, step)
+    return False
   if np.isnan(best):
     return True
   return value > best if mode == "max" else value < best
@@ -117,7 +127,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
           f"config.best_metric: {name!r} is not a validation metric (have "
           f"{', '.join(sorted(summary))})")
     value, best = summary[name], float(state.best_metric)
-    if not _improves(value, best, config.best_mode):
+    if not _is_new_best(name, value, best, config.best_mode, int(state.step)):
       return state
     state = state.replace(best_metric=jax.device_put(
         np.float32(value), parallel.replicated(mesh)))

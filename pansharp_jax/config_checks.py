@@ -163,10 +163,23 @@ def _check_optim(optim):
   _require(0 <= float(optim.min_lr) <= float(optim.lr), "optim.min_lr",
            f"must be in [0, optim.lr = {optim.lr}], got {optim.min_lr}")
   _at_least(optim, "optim.", ("restart_mult", "grad_accum_steps"), 1)
+  _check_epoch_fields(optim)
   plateau = optim.plateau
   _in_range(plateau, "optim.plateau.", "factor", "(0, 1)")
   _at_least(plateau, "optim.plateau.", ("patience", "cooldown"), 0)
   _at_least(plateau, "optim.plateau.", ("window",), 1)
+
+
+def _check_epoch_fields(optim):
+  """Warmup and restart period come in steps or in epochs, not both."""
+  # Imported here: the train package pulls in jax and optax.
+  from pansharp_jax.train.schedule import EPOCH_FIELDS  # pylint: disable=g-import-not-at-top
+  _at_least(optim, "optim.", tuple(EPOCH_FIELDS), 0)
+  for epochs_field, steps_field in EPOCH_FIELDS.items():
+    _require(not (optim[epochs_field] and optim[steps_field]),
+             f"optim.{epochs_field}", f"{optim[epochs_field]} epochs and "
+             f"optim.{steps_field}={optim[steps_field]} both set; to count in "
+             f"epochs set optim.{steps_field}=0")
 
 
 def _check_predict(predict, ratio):

@@ -77,6 +77,8 @@ BAD = [
     ("optim.min_lr", 1.0, "must be in [0, optim.lr = 0.002]"),
     ("optim.restart_period", -1, "must be >= 0"),
     ("optim.restart_mult", 0, "must be >= 1"),
+    ("optim.warmup_epochs", -1.0, "must be >= 0"),
+    ("optim.restart_period_epochs", -1.0, "must be >= 0"),
     ("optim.grad_accum_steps", 0, "must be >= 1"),
     ("optim.plateau.factor", 1.0, "must be in (0, 1)"),
     ("optim.plateau.patience", -1, "must be >= 0"),

@@ -15,6 +15,7 @@ import numpy as np
 from pansharp_jax import config_checks, evaluate
 from pansharp_jax.data import pipeline, sources
 from pansharp_jax.train import builder, checkpoint, memory, parallel, preemption
+from pansharp_jax.train import schedule as schedule_lib
 from pansharp_jax.train import logging as log_lib
 
 
@@ -65,17 +66,21 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   val_source = sources.make_source(config.data, "val")
 
   # ---- model ----
+  # The batch size first: a schedule given in epochs needs it.
+  batch_size = int(config.batch_size)
+  if batch_size == -1 or config.auto_batch_size:
+    probed = memory.probe_config(config, mesh)
+    logging.info("Memory probe:\n%s", memory.format_table(probed))
+    batch_size = probed.batch_size
+  host_batch = parallel.check_batch_size(batch_size, mesh)
+  config = schedule_lib.epochs_to_steps(config, len(train_source), batch_size)
+  logging.info("Schedule: %d warmup steps, restart period %d steps",
+               config.optim.warmup_steps, config.optim.restart_period)
   model, optimizer, _ = builder.make_model_and_optimizer(config)
   init = builder.make_init(config, model, optimizer, mesh)
   rng = jax.random.PRNGKey(config.seed)
   abstract_state = jax.eval_shape(init, rng)
   train_step = builder.jit_train_step(model, optimizer, config, mesh)
-  batch_size = int(config.batch_size)
-  if batch_size == -1 or config.auto_batch_size:
-    probed = memory.probe(config, mesh, model, optimizer, train_step)
-    logging.info("Memory probe:\n%s", memory.format_table(probed))
-    batch_size = probed.batch_size
-  host_batch = parallel.check_batch_size(batch_size, mesh)
 
   # ---- input pipeline ----
   train_iter = iter(pipeline.train_dataset(

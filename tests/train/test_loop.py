@@ -192,3 +192,17 @@ def test_non_finite_validation_metric_is_never_the_best(tmp_path, monkeypatch,
     loop.train_and_evaluate(config, str(tmp_path))
   assert checkpoint.restore_best(str(tmp_path), None) is None
   assert "Validation psnr is nan at step 1; not kept as the best" in caplog.text
+
+
+def test_warmup_in_epochs_counts_the_train_split_and_batch(tmp_path):
+  """8 training samples in batches of 8 (picked by the memory probe): a
+  3-epoch warmup is 3 steps."""
+  config = train_tiny.config(num_train_steps=2, log_every=1, eval_every=100,
+                             batch_size=-1)
+  config.probe.max_batch_size = 8
+  config.optim.warmup_steps = 0
+  config.optim.warmup_epochs = 3.0
+  loop.train_and_evaluate(config, str(tmp_path))
+  with open(tmp_path / "metrics.jsonl") as f:
+    lrs = [r["lr"] for r in map(json.loads, f) if r["split"] == "train"]
+  assert lrs == pytest.approx([config.optim.lr / 3, 2 * config.optim.lr / 3])

@@ -13,6 +13,7 @@ Training resumes from WORKDIR whenever it holds a checkpoint. SIGTERM/SIGINT
 make it save a checkpoint and exit 0; the same command then continues.
 """
 
+import os
 import sys
 
 from absl import app, flags
@@ -60,6 +61,17 @@ def _fail(message: str, code: int = 2):
   sys.exit(code)
 
 
+def _check_workdir(path: str, create: bool):
+  """An unusable run directory is one line, not an OSError traceback later."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    _fail(f"--workdir {path}: exists and is not a directory")
+  if create:
+    try:
+      os.makedirs(path, exist_ok=True)
+    except OSError as e:
+      _fail(f"--workdir {path}: cannot create it ({e.strerror})")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -78,6 +90,7 @@ def main(argv):
   config, workdir = _CONFIG.value, _WORKDIR.value
   try:
     config_checks.validate(config)
+    _check_workdir(_WORKDIR.value, create=_MODE.value in ("train", "probe"))
     if _MODE.value == "train":
       commands.train(config, workdir)
     elif _MODE.value == "probe":

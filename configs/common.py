@@ -91,6 +91,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   optim.min_lr = 1e-7
   optim.restart_period = 20_000  # T_0 in steps (0 = plain cosine to the end)
   optim.restart_mult = 2         # T_mult
+  # The same two in epochs of the train split (0 = unused), as the original
+  # counts them; the loop converts them with the split's size and the batch
+  # size. Set the steps field to 0 when using one, e.g.
+  # --config.optim.restart_period=0 --config.optim.restart_period_epochs=20
+  optim.warmup_epochs = 0.0
+  optim.restart_period_epochs = 0.0
   optim.ema_decay = 0.9999       # EMA of params, used for validation and export
   optim.grad_accum_steps = 1     # micro-batches per update (optax.MultiSteps)
   optim.plateau = plateau = ml_collections.ConfigDict()

@@ -58,12 +58,24 @@ def test_train_end_to_end_writes_everything(tmp_path):
     ("--config.no_such_field=1", "config override: no such field"),
     ("--config.data.image_size=abc", "--config.data.image_size=abc"),
     ("--config.model.dtype=float16", "config.model.dtype: must be one of"),
+    ("--config.model.size=huge", "config.model.size: must be one of"),
 ])
 def test_bad_overrides_give_one_line_error(tmp_path, override, message):
   result = run_main("--workdir", str(tmp_path), override, timeout=120)
   assert result.returncode == 2
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("mode", ["train", "evaluate"])
+def test_workdir_that_is_a_file_is_one_line(tmp_path, mode):
+  path = tmp_path / "run"
+  path.write_text("not a directory")
+  result = run_main("--workdir", str(path), f"--mode={mode}", timeout=120)
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert lines == [f"error: --workdir {path}: exists and is not a directory"], (
+      result.stderr[-3000:])
 
 
 def test_evaluate_without_checkpoint_is_a_clear_error(tmp_path):

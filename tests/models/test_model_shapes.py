@@ -1,4 +1,7 @@
-"""Output shapes for every size and band count; the untrained identity."""
+"""Output shapes for every size and band count; the untrained identity; the
+docs on which sizes pool their attention."""
+
+import os
 
 import flax.linen as nn
 import jax
@@ -7,6 +10,8 @@ import numpy as np
 import pytest
 import model_helpers as h
 from model_helpers import HEIGHT, WIDTH
+
+from pansharp_jax.models import sizes
 
 
 @pytest.mark.parametrize("bands", [3, 4, 8])
@@ -69,3 +74,20 @@ def test_other_ratios_keep_the_three_scales(tiny, ratio):
   np.testing.assert_allclose(full, lms, atol=1e-5)
   with pytest.raises(ValueError, match="ratio r in"):
     tiny.forward(tiny.init_params, ms[:, :3], pan, lms)
+
+
+def test_docs_say_which_sizes_pool_their_attention():
+  """README and docs/models.md name the sizes whose cross attention is not
+  over every pixel, with their pooling, as models/sizes.py sets them."""
+  root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+  # Whitespace-normalised: sentences wrap across lines.
+  read = lambda *path: " ".join(open(os.path.join(root, *path)).read().split())
+  models_md, readme = read("docs", "models.md"), read("README.md")
+  exact = [n for n, s in sizes.SIZES.items() if set(s.attn_pool) == {1}]
+  pooled = {n: s.attn_pool for n, s in sizes.SIZES.items() if n not in exact}
+  assert exact == ["base", "large"] and set(pooled) == {"tiny", "small"}
+  assert "exact over every pixel at the base and large sizes" in readme
+  assert "Cross attention is exact over every pixel only at base and large" in (
+      models_md)
+  for name, pools in pooled.items():
+    assert f"{name} pools {', '.join(f'{p}x{p}' for p in pools)}" in models_md

@@ -9,6 +9,7 @@ executable that is timed. The scripts run from the repository root as
 
 import collections
 import dataclasses
+import functools
 import glob
 import gzip
 import json
@@ -23,10 +24,12 @@ import time
 from absl import flags
 import flax
 import jax
+import jax.numpy as jnp
 import jaxlib
 import numpy as np
 
 from configs import common as configs_common
+from pansharp_jax import ops
 from pansharp_jax.train import builder, parallel
 
 MIB = 2**20
@@ -57,10 +60,16 @@ DIRECTIONS = flags.DEFINE_enum(
     "Sets config.model.directions (default: the config's).")
 
 
-def make_config(size: str, image_size: int, batch_size: int, num_bands: int):
+def make_config(size: str, image_size: int, batch_size: int, num_bands: int,
+                base=None):
   """The base config at one model size, crop size and global batch size,
-  with the model switches from the command line applied."""
-  config = configs_common.get_base_config()
+  with the model switches from the command line applied.
+
+  `base` is a config to start from instead of the shared defaults (e.g. one
+  of configs/*.py's get_config(), so that main.py with that config file
+  compiles the same train step); it is changed in place.
+  """
+  config = configs_common.get_base_config() if base is None else base
   config.model.size = size
   config.data.image_size = image_size
   config.data.num_bands = num_bands
@@ -117,7 +126,11 @@ def compile_fn(jitted, *args) -> Compiled:
   """Lowers and compiles `jitted` for `args`; times it and reads the analyses."""
   start = time.perf_counter()
   executable = jitted.lower(*args).compile()
-  compile_s = time.perf_counter() - start
+  return analysed(executable, time.perf_counter() - start)
+
+
+def analysed(executable, compile_s: float) -> Compiled:
+  """A compiled executable (e.g. the memory probe's) with XLA's analyses."""
   memory = executable.memory_analysis()
   cost = executable.cost_analysis() or {}
   if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
@@ -277,7 +290,7 @@ def group_ops(ops: dict, key) -> list[tuple[str, float, float]]:
   return [(name, ms, ms / total) for name, ms in groups.most_common()]
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
   try:
     out = subprocess.run(["lscpu"], capture_output=True, text=True,
                          check=True).stdout
@@ -313,7 +326,7 @@ def print_header(title: str, extra_lines: tuple[str, ...] = ()):
   start, end = (", ".join(f"{v:.2f}" for v in load)
                 for load in (_LOAD_AT_START, os.getloadavg()))
   print(f"### {title}\n")
-  print(f"- machine: {_cpu_model()} (lscpu), nproc {os.cpu_count()}; "
+  print(f"- machine: {cpu_model()} (lscpu), nproc {os.cpu_count()}; "
         f"load average {start} at start, {end} at end")
   print(f"- devices: {jax.device_count()} x {device.platform} "
         f"({device.device_kind})")
@@ -335,3 +348,99 @@ def print_table(header: list[str], rows: list[list]):
 
 def mib(num_bytes: float) -> str:
   return f"{num_bytes / MIB:,.1f}"
+
+
+# ---- selective scan inputs and traffic ----
+
+
+def scan_inputs(batch: int, length: int, channels: int, d_state: int,
+                dtype=jnp.float32) -> dict[str, jax.Array]:
+  """Model-like selective-scan inputs: Mamba's A and dt bias, random
+  activations (u, delta, B, C, z) in `dtype`."""
+  rng = np.random.default_rng(0)
+  act = lambda *shape: jnp.asarray(rng.standard_normal(shape), dtype)
+  return dict(
+      u=act(batch, length, channels), delta=act(batch, length, channels),
+      A=-jnp.exp(ops.a_log_init(None, (channels, d_state))),
+      B=act(batch, length, d_state), C=act(batch, length, d_state),
+      D=ops.d_init(None, (channels,)), z=act(batch, length, channels),
+      delta_bias=ops.dt_bias_init()(jax.random.key(0), (channels,)))
+
+
+def scan_fns(method: str, chunk_size: int):
+  """The jitted forward and forward + backward (gradients w.r.t. every
+  input) of one selective-scan method, each taking the inputs dict."""
+  scan = functools.partial(ops.selective_scan, method=method,
+                           chunk_size=chunk_size)
+
+  def loss(inputs):
+    return jnp.sum(scan(**inputs).astype(jnp.float32))
+
+  return jax.jit(lambda inputs: scan(**inputs)), jax.jit(jax.grad(loss))
+
+
+def scan_io_bytes(batch: int, length: int, channels: int, d_state: int,
+                  itemsize: int = 4, *, gate: bool = False,
+                  backward: bool = False) -> int:
+  """Bytes a selective scan must move at the least: its own reads and writes.
+
+  Forward: read u, delta (and z with `gate`), B, C, A, D and delta_bias once,
+  write y once. Forward + backward adds the backward pass's reads (every
+  input again, and dy) and writes (one gradient per input). Everything the
+  scan keeps in between (states, chunk boundaries) is left out, so this is
+  the floor any implementation pays; time / (bytes / bandwidth) says how far
+  one is from it.
+  """
+  tokens = batch * length
+  inputs = itemsize * (tokens * channels * (3 if gate else 2) +  # u, delta, z
+                       tokens * d_state * 2 +                    # B, C
+                       channels * d_state + 2 * channels)        # A, D, bias
+  y = itemsize * tokens * channels
+  if not backward:
+    return inputs + y
+  return (inputs + y) + (inputs + y) + inputs  # fwd; bwd reads; bwd writes
+
+
+# ---- device memory bandwidth ----
+
+# Peak DRAM bandwidth (bytes/s) from the vendors' data sheets. A device kind
+# matches an entry when it contains all of the entry's words (split on
+# anything but letters and digits); the first match wins, so the specific
+# variants come before the general name. None: the name does not tell the
+# memory apart (measure instead).
+GPU_BANDWIDTH = (
+    (("gh200",), None),                 # HBM3 4.0 or HBM3e 4.9 TB/s
+    (("b200",), 8.0e12),
+    (("h200",), 4.8e12),
+    (("h100", "pcie"), 2.0e12),
+    (("h100", "nvl"), 3.9e12),
+    (("h100",), 3.35e12),               # SXM5, HBM3
+    (("a100", "80gb", "pcie"), 1.935e12),
+    (("a100", "80gb"), 2.039e12),       # SXM4
+    (("a100",), 1.555e12),              # 40 GB
+    (("l40s",), 864e9),
+    (("l40",), 864e9),
+    (("l4",), 300e9),
+    (("a10g",), 600e9),
+    (("a10",), 600e9),
+    (("v100",), 900e9),
+    (("t4",), 320e9),
+)
+
+
+def known_bandwidth(device_kind: str):
+  """(bytes/s, the table entry's words) for a device kind, or (None, None)."""
+  words = set(re.split(r"[^a-z0-9]+", device_kind.lower()))
+  for entry, bandwidth in GPU_BANDWIDTH:
+    if words.issuperset(entry):
+      return bandwidth, " ".join(entry)
+  return None, None
+
+
+def measure_bandwidth(nbytes: int = 2**30, steps: int = 5) -> float:
+  """Bytes/s of a device copy (`x + 1` over `nbytes` of float32: each call
+  reads and writes `nbytes`), median of `steps` calls."""
+  x = jnp.zeros((nbytes // 4,), jnp.float32)
+  add = jax.jit(lambda x: x + 1)
+  median, _, _ = time_calls(lambda _: add(x), None, warmup=1, steps=steps)
+  return 2 * nbytes / median

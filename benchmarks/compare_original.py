@@ -44,56 +44,83 @@ _HEADER = ["model", "params", "compile s", "train step s", "train images/s",
            "eval forward s", "eval images/s"]
 
 
+class Unavailable(Exception):
+  """The original cannot run here; the message says why."""
+
+
 def _skip(message: str):
   print(f"compare_original: skipped: {message}")
   sys.exit(0)
 
 
-def _load_original(path: str):
+def import_torch():
+  """The torch module, or Unavailable when PyTorch is not installed."""
+  try:
+    return importlib.import_module("torch")
+  except ImportError as e:
+    raise Unavailable("PyTorch is not installed (pip install torch; "
+                      "benchmark-only)") from e
+
+
+def load_original(path: str):
   """The original's model factory, imported from its checkout."""
   if not os.path.isfile(os.path.join(path, "models", "mambair_gppnn.py")):
-    _skip(f"{path} is not a MambaIR-GPPNN checkout (no models/mambair_gppnn.py)")
+    raise Unavailable(f"{path} is not a MambaIR-GPPNN checkout (no "
+                      "models/mambair_gppnn.py)")
   sys.path.insert(0, os.path.abspath(path))
   return importlib.import_module("models.mambair_gppnn").create_mambairv2_gppnn
 
 
-def _time(fn, *, warmup, steps):
-  """Median seconds of `steps` calls after `warmup` (PyTorch CPU is eager)."""
-  return common.time_calls(lambda _: fn(), None, warmup=warmup,
-                           steps=steps)[0]
+def bench_original(torch, create_model, *, size: str, num_bands: int,
+                   image_size: int, batch_size: int, warmup: int, steps: int,
+                   device: str = "cpu", amp: bool = False):
+  """(params, train step s, eval forward s) of the original model.
 
-
-def _bench_original(torch, create_model):
-  """(params, train step s, eval forward s) of the original model."""
+  One train step: AdamW on the L1 loss of the three outputs. With `amp`
+  (CUDA) the forward runs under float16 autocast and the update goes
+  through a GradScaler, as the original's training script does with AMP.
+  Each timed call ends with a CUDA synchronize on a GPU.
+  """
   functional = torch.nn.functional
   torch.manual_seed(0)
   with contextlib.redirect_stdout(io.StringIO()):  # its constructor prints
-    model = create_model(_SIZE.value, ms_channels=_NUM_BANDS.value)
+    model = create_model(size, ms_channels=num_bands).to(device)
   optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=1e-4)
-  b, s, c = _BATCH_SIZE.value, _IMAGE_SIZE.value, _NUM_BANDS.value
+  scaler = (torch.amp.GradScaler("cuda", enabled=amp)
+            if hasattr(torch.amp, "GradScaler")
+            else torch.cuda.amp.GradScaler(enabled=amp))  # torch < 2.3
+  autocast = lambda: torch.autocast("cuda", torch.float16, enabled=amp)
+  b, s, c = batch_size, image_size, num_bands
   rng = np.random.default_rng(0)
-  ms, pan, gt = (torch.from_numpy(rng.random(shape, dtype=np.float32))
+  ms, pan, gt = (torch.from_numpy(rng.random(shape, dtype=np.float32)).to(device)
                  for shape in ((b, c, s, s), (b, 1, s, s), (b, c, s, s)))
   gt_half = functional.avg_pool2d(gt, 2)
   gt_quarter = functional.avg_pool2d(gt_half, 2)
+  sync = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
 
   def train_step():
     optimizer.zero_grad(set_to_none=True)
-    sr_1_4, sr_1_2, full = model(ms, pan)  # the original takes upsampled MS
-    loss = (functional.l1_loss(full, gt) +
-            functional.l1_loss(sr_1_2[0], gt_half) +
-            functional.l1_loss(sr_1_4[0], gt_quarter))
-    loss.backward()
-    optimizer.step()
+    with autocast():
+      sr_1_4, sr_1_2, full = model(ms, pan)  # the original takes upsampled MS
+      loss = (functional.l1_loss(full.float(), gt) +
+              functional.l1_loss(sr_1_2[0].float(), gt_half) +
+              functional.l1_loss(sr_1_4[0].float(), gt_quarter))
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    sync()
 
   def forward():
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
       model(ms, pan)
+    sync()
 
+  timed = lambda fn: common.time_calls(lambda _: fn(), None, warmup=warmup,
+                                       steps=steps)[0]
   model.train()
-  train_s = _time(train_step, warmup=_WARMUP.value, steps=_STEPS.value)
+  train_s = timed(train_step)
   model.eval()
-  eval_s = _time(forward, warmup=_WARMUP.value, steps=_STEPS.value)
+  eval_s = timed(forward)
   return sum(p.numel() for p in model.parameters()), train_s, eval_s
 
 
@@ -126,15 +153,18 @@ def main(argv):
   if not _ORIGINAL_PATH.value:
     _skip("no --original_path (a checkout of QJHWC/MambaIR-GPPNN) given")
   try:
-    torch = importlib.import_module("torch")
-  except ImportError:
-    _skip("PyTorch is not installed (pip install torch; benchmark-only)")
-  create_model = _load_original(_ORIGINAL_PATH.value)
+    torch = import_torch()
+    create_model = load_original(_ORIGINAL_PATH.value)
+  except Unavailable as e:
+    _skip(str(e))
   if _TORCH_THREADS.value:
     torch.set_num_threads(_TORCH_THREADS.value)
 
   start = time.perf_counter()
-  original = _bench_original(torch, create_model)
+  original = bench_original(
+      torch, create_model, size=_SIZE.value, num_bands=_NUM_BANDS.value,
+      image_size=_IMAGE_SIZE.value, batch_size=_BATCH_SIZE.value,
+      warmup=_WARMUP.value, steps=_STEPS.value)
   print(f"original done in {time.perf_counter() - start:.0f} s",
         file=sys.stderr, flush=True)
   ours = _bench_ours()

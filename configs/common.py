@@ -91,6 +91,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   optim.min_lr = 1e-7
   optim.restart_period = 20_000  # T_0 in steps (0 = plain cosine to the end)
   optim.restart_mult = 2         # T_mult
+  # The same two in epochs of the train split (0 = unused), as the original
+  # counts them; the loop converts them with the split's size and the batch
+  # size. Set the steps field to 0 when using one, e.g.
+  # --config.optim.restart_period=0 --config.optim.restart_period_epochs=20
+  optim.warmup_epochs = 0.0
+  optim.restart_period_epochs = 0.0
   optim.ema_decay = 0.9999       # EMA of params, used for validation and export
   optim.grad_accum_steps = 1     # micro-batches per update (optax.MultiSteps)
   optim.plateau = plateau = ml_collections.ConfigDict()
@@ -117,6 +123,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   predict.tile_size = 0          # tile side in PAN px, a multiple of 4 x ratio (0: data.image_size)
   predict.overlap = -1           # blended overlap in PAN px, a multiple of ratio (-1: a quarter tile)
   predict.batch_size = 0         # tiles per model call (0: eval_batch_size)
+
+  # ---- scene adaptation (--mode=adapt; Z-PNN's target-adaptive fine-tuning) ----
+  config.adapt = adapt = ml_collections.ConfigDict()
+  adapt.steps = 100              # Adam steps on random crops of the scene
+  adapt.lr = 3e-4
+  adapt.crop_size = 0            # crop side in PAN px, a multiple of 4 x ratio (0: data.image_size)
+  adapt.batch_size = 0           # crops per step (0: eval_batch_size)
+  adapt.spatial_weight = 0.3     # weight of the spatial term beside the spectral one
+  adapt.eval_tiles = 8           # fixed tiles on which QNR is measured before and after
 
   # ---- memory probe (--mode=probe, batch_size=-1) ----
   config.probe = probe = ml_collections.ConfigDict()

@@ -8,6 +8,10 @@ import os
 
 import numpy as np
 
+import json
+import shutil
+
+from pansharp_jax import adapt as adapt_lib
 from pansharp_jax import curves
 from pansharp_jax import evaluate as evaluate_lib
 from pansharp_jax import inference
@@ -26,22 +30,32 @@ def probe(config, workdir: str):
   return memory.run_probe(config, workdir)
 
 
-def evaluate(config, workdir: str, split: str = "val") -> dict:
-  """Scores the newest checkpoint's EMA weights on `split` beside every
-  baseline; writes WORKDIR/eval/report.{json,md}, quicklooks and curves.png
-  (the training curves of WORKDIR/metrics.jsonl against these baselines)."""
-  inference.require_checkpoint(workdir, "latest", "evaluate")
+def evaluate(config, workdir: str, split: str = "val", *,
+             protocol: str = "auto", weights: str = "latest") -> dict:
+  """Scores the EMA weights on `split` beside every baseline; writes
+  WORKDIR/eval/<split>/report.{json,md}, quicklooks/ and curves.png (the
+  training curves of WORKDIR/metrics.jsonl against these baselines).
+
+  protocol: 'reduced' (against GT), 'full' (no reference) or 'auto' (reduced
+  where the split has GT).
+  """
+  inference.require_checkpoint(workdir, weights, "evaluate")
   source = sources.make_source(config.data, split)
-  restored = inference.restore(config, workdir, "latest", "evaluate")
-  out_dir = os.path.join(workdir, "eval")
+  kind = evaluate_lib.protocol_of(source[0], protocol, f"{split} split")
+  restored = inference.restore(config, workdir, weights, "evaluate")
+  out_dir = os.path.join(workdir, "eval", split)
+  looks = os.path.join(out_dir, "quicklooks")
+  shutil.rmtree(looks, ignore_errors=True)  # panels of an earlier evaluation
   rows = evaluate_lib.evaluate_source(
       restored.batch_fn(), source,
       pipeline.eval_batches(source, int(config.eval_batch_size)), full=True,
-      sensor=config.data.sensor, quicklook_dir=os.path.join(out_dir, "quicklooks"))
+      sensor=config.data.sensor, quicklook_dir=looks, protocol=kind)
   report = evaluate_lib.write_report(rows, out_dir, {
-      "step": restored.step, "split": split, "source": config.data.source,
-      "sensor": config.data.sensor, "ratio": int(config.data.ratio),
-      "data_range": float(source.max_value)})
+      "step": restored.step, "weights": weights, "split": split,
+      "images": len(rows[evaluate_lib.MODEL]), "protocol": evaluate_lib.PROTOCOLS[kind],
+      "source": config.data.source, "sensor": config.data.sensor,
+      "ratio": int(config.data.ratio), "data_range": float(source.max_value),
+      "trained_size": int(config.data.image_size)})
   curves.write_curves(os.path.join(out_dir, "curves.png"),
                       os.path.join(workdir, "metrics.jsonl"), report["mean"])
   return report
@@ -58,6 +72,36 @@ def predict(config, workdir: str, ms_path: str, pan_path: str, out_path: str,
                                      out_path, progress)
   finally:
     scene.close()
+  _wrote(out_path, scene, look)
+  return out_path
+
+
+def adapt(config, workdir: str, ms_path: str, pan_path: str, out_path: str,
+          *, weights: str = "latest", progress: bool = True) -> dict:
+  """Fine-tunes the model on the scene (adapt.py), then fuses it as predict
+  does; `<out>_metrics.json` holds the full-resolution indices before and
+  after adaptation."""
+  options = predict_lib.options_from_config(config)
+  scene = predict_lib.open_scene(config, ms_path, pan_path)
+  try:
+    restored = inference.restore(config, workdir, weights, "adapt")
+    adapted, summary = adapt_lib.adapt_scene(restored, scene, config,
+                                             progress=progress)
+    look = predict_lib.predict_scene(scene, adapted.batch_fn(), options,
+                                     out_path, progress)
+  finally:
+    scene.close()
+  summary = {"weights": weights, "step": restored.step, **summary}
+  path = os.path.splitext(out_path)[0] + "_metrics.json"
+  with open(path, "w") as f:
+    json.dump(summary, f, indent=2)
+  print(f"adapted in {summary['steps']} steps ({summary['seconds']} s): QNR "
+        f"{summary['before']['qnr']:.4f} -> {summary['after']['qnr']:.4f} on "
+        f"{summary['tiles']} tiles")
+  _wrote(out_path, scene, look)
+  return summary
+
+
+def _wrote(out_path, scene, look):
   print(f"wrote {out_path} ({scene.height}x{scene.width}, {scene.num_bands} bands, "
         f"{np.dtype(scene.dtype).name}) and {look}")
-  return out_path

@@ -127,6 +127,44 @@ def mtf_blur(x, gains, ratio):
   return y[:, pad:pad + height, pad:pad + width]
 
 
+def _decimate(x, ratio):
+  """Every ratio-th pixel from offset ratio // 2 (Wald's protocol)."""
+  return x[:, ratio // 2::ratio, ratio // 2::ratio]
+
+
+def spectral_consistency_loss(pred, ms, sensor="generic"):
+  """The prediction through the sensor's MS MTFs, decimated, against the
+  observed MS (L1): what the sensor would have seen of it must be the MS."""
+  ratio = pred.shape[1] // ms.shape[1]
+  blurred = mtf_blur(pred, wald.ms_gains(sensor, ms.shape[-1]), ratio)
+  return l1(_decimate(blurred, ratio), ms)
+
+
+def local_correlation(a, b, window: int):
+  """Pearson correlation of NHWC `a` and `b` (same shape) in every
+  window x window neighbourhood ('VALID'), per band."""
+  box = np.full(window, 1.0 / window, np.float32)
+  mean = lambda x: _separable(x, box, box)
+  ma, mb = mean(a), mean(b)
+  cov = mean(a * b) - ma * mb
+  var_a = jnp.maximum(mean(a * a) - ma**2, 0.0)
+  var_b = jnp.maximum(mean(b * b) - mb**2, 0.0)
+  return cov / jnp.sqrt(var_a * var_b + 1e-10)
+
+
+def spatial_consistency_loss(pred, pan, lms, ratio: int, sensor="generic"):
+  """Z-PNN's spatial term: 1 - local correlation of each output band with
+  the PAN (windows of `ratio` px), capped at the correlation the upsampled MS
+  band has with the MTF-low-passed PAN, so details are only pushed as far as
+  the band and the PAN really share them."""
+  pan_b = jnp.broadcast_to(pan, pred.shape)
+  corr = local_correlation(pred, pan_b, ratio)
+  pan_lp = jnp.broadcast_to(mtf_blur(pan, [wald.pan_gain(sensor)], ratio), pred.shape)
+  ceiling = jax.lax.stop_gradient(
+      jnp.clip(local_correlation(lms, pan_lp, ratio), 0.0, 1.0))
+  return jnp.mean(1.0 - jnp.minimum(corr, ceiling))
+
+
 def dsc_loss(pred, pan, ms, sensor="generic"):
   """Sensor consistency (DSC): HRMS re-observed by the sensor matches the data.
 
@@ -140,22 +178,18 @@ def dsc_loss(pred, pan, ms, sensor="generic"):
   batch, _, _, bands = ms.shape
   pan_gain = wald.pan_gain(sensor)
 
-  def decimate(x):
-    return x[:, ratio // 2::ratio, ratio // 2::ratio]
-
   pan_blurred = mtf_blur(pan, [pan_gain], ratio)
   design = jnp.concatenate(
       [ms, jnp.ones(ms.shape[:-1] + (1,), ms.dtype)], -1).reshape(
           batch, -1, bands + 1)
-  target = decimate(pan_blurred).reshape(batch, -1, 1)
+  target = _decimate(pan_blurred, ratio).reshape(batch, -1, 1)
   gram = jnp.einsum("bnc,bnd->bcd", design, design) + 1e-6 * jnp.eye(bands + 1)
   weights = jax.lax.stop_gradient(jnp.linalg.solve(
       gram, jnp.einsum("bnc,bnd->bcd", design, target)))  # (B, C + 1, 1)
   pan_synth = (jnp.einsum("bhwc,bcd->bhwd", pred, weights[:, :bands])
                + weights[:, None, None, bands])
   pan_term = l1(mtf_blur(pan_synth, [pan_gain], ratio), pan_blurred)
-  ms_term = l1(decimate(mtf_blur(pred, wald.ms_gains(sensor, bands), ratio)), ms)
-  return pan_term + ms_term
+  return pan_term + spectral_consistency_loss(pred, ms, sensor)
 
 
 def _high_pass_amplitude(x, cutoff):

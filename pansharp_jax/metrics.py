@@ -29,6 +29,17 @@ def _pair(ref, x):
   return ref, x
 
 
+def _require_window(metric, image, window):
+  """Raises unless (H, W, ...) `image` holds one `window` x `window` window.
+
+  Wang's reference codes (`ssim_index`, `img_qi`) return -Inf for smaller
+  images; an error names the problem instead of a -Inf/NaN in a report.
+  """
+  if min(image.shape[:2]) < window:
+    raise ValueError(f"{metric}: a {image.shape[0]}x{image.shape[1]} image is "
+                     f"smaller than its {window}x{window} window")
+
+
 def _planes(a):
   """(H, W, C) -> contiguous (C, H, W), where filtering runs much faster."""
   return np.ascontiguousarray(np.moveaxis(a, -1, 0))
@@ -46,9 +57,12 @@ def ssim(ref, x, data_range: float) -> float:
   """Mean SSIM over bands: 11x11 Gaussian window (sigma 1.5), K = (.01, .03).
 
   Wang et al.'s definition with population statistics; the 5-pixel border
-  whose window leaves the image is excluded.
+  whose window leaves the image is excluded. Images smaller than the window
+  are a ValueError (Wang's `ssim_index` returns -Inf for them).
   """
-  ref, x = map(_planes, _pair(ref, x))
+  ref, x = _pair(ref, x)
+  _require_window("ssim", ref, 11)
+  ref, x = _planes(ref), _planes(x)
   c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
 
   def blur(a):  # truncate 3.5 sigma -> radius 5 -> 11 taps
@@ -65,22 +79,37 @@ def ssim(ref, x, data_range: float) -> float:
 
 
 def sam(ref, x) -> float:
-  """Mean spectral angle in degrees, skipping pixels where a vector is 0."""
+  """Mean spectral angle in degrees, skipping pixels where a vector is 0.
+
+  As the toolbox's `SAM`, which drops those pixels; where that leaves none
+  the toolbox divides 0 by 0 (NaN), and this raises a ValueError instead.
+  """
   ref, x = _pair(ref, x)
   dot = np.sum(ref * x, -1)
   norms = np.sqrt(np.sum(ref * ref, -1) * np.sum(x * x, -1))
   valid = norms > 0
   if not valid.any():
-    return float("nan")
+    raise ValueError("sam: every pixel has a zero spectral vector in the "
+                     "reference or the image, so no angle is defined")
   cos = np.clip(dot[valid] / norms[valid], -1.0, 1.0)
   return float(np.degrees(np.mean(np.arccos(cos))))
 
 
 def ergas(ref, x, ratio: int = 4) -> float:
-  """100 / ratio * sqrt(mean over bands of MSE_k / mean(ref_k)^2)."""
+  """100 / ratio * sqrt(mean over bands of MSE_k / mean(ref_k)^2).
+
+  The toolbox's `ERGAS` divides by each reference band's mean unguarded
+  (Inf or NaN for a zero-mean band); that relative error is undefined, so
+  such a band is a ValueError naming it.
+  """
   ref, x = _pair(ref, x)
+  means = ref.mean((0, 1))
+  zero = np.flatnonzero(means == 0)
+  if zero.size:
+    raise ValueError(f"ergas: reference band {int(zero[0])} has mean 0, so "
+                     "its relative error is undefined")
   mse = np.mean((ref - x) ** 2, axis=(0, 1))
-  return float(100 / ratio * np.sqrt(np.mean(mse / ref.mean((0, 1)) ** 2)))
+  return float(100 / ratio * np.sqrt(np.mean(mse / means**2)))
 
 
 def _uiqi(x, y, block: int, step: int) -> np.ndarray:
@@ -118,8 +147,13 @@ def _uiqi(x, y, block: int, step: int) -> np.ndarray:
 
 
 def q_index(ref, x, block: int = 32) -> float:
-  """Mean over bands of the UIQI averaged over sliding block x block windows."""
-  ref, x = map(_planes, _pair(ref, x))
+  """Mean over bands of the UIQI averaged over sliding block x block windows.
+
+  Images smaller than a window are a ValueError (`img_qi` returns -Inf).
+  """
+  ref, x = _pair(ref, x)
+  _require_window("q", ref, block)
+  ref, x = _planes(ref), _planes(x)
   return float(_uiqi(ref, x, block, 1).mean())
 
 
@@ -203,7 +237,10 @@ def scc(x, ref) -> float:
   """Spatial correlation coefficient of Sobel gradient magnitudes.
 
   As the toolbox: 1-pixel border removed first, then zero-padded Sobel
-  filtering, then one cosine over all pixels and bands.
+  filtering, then one cosine over all pixels and bands. Where an image has
+  no edge at all (all zero after the crop) the toolbox divides by a zero
+  norm (NaN); here, as the flat-window rule of Wang & Bovik's Q, two
+  edge-free images score 1 (they agree) and one alone scores 0.
   """
   ref, x = map(_planes, _pair(ref, x))
 
@@ -215,7 +252,10 @@ def scc(x, ref) -> float:
     return np.hypot(*grad)
 
   ex, er = edges(x), edges(ref)
-  return float(np.sum(ex * er) / np.sqrt(np.sum(ex * ex) * np.sum(er * er)))
+  norms = np.sqrt(np.sum(ex * ex) * np.sum(er * er))
+  if norms == 0:
+    return float(not ex.any() and not er.any())
+  return float(np.sum(ex * er) / norms)
 
 
 def _block_q(x, y, block: int) -> np.ndarray:

@@ -21,7 +21,7 @@ FLOORS = {
     "quicklook": 2, "curves": 2,
     "evaluate": 3, "config_checks": 3,
     "train": 4,
-    "inference": 5, "predict": 5,
+    "inference": 5, "predict": 5, "adapt": 5,
     "commands": 6,
 }
 # Optional heavy dependencies that a module may import lazily on purpose.

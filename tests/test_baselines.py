@@ -82,3 +82,120 @@ def test_other_methods_beat_exp_on_ergas(scores, name):
 def test_shape_mismatch_is_an_error():
   with pytest.raises(ValueError, match="not 4x MS"):
     baselines.gs(np.zeros((8, 8, 4)), np.zeros((30, 32)), ratio=4)
+
+
+# --- Closed forms of the toolbox's formulas -----------------------------------
+# Inputs built so that each method's regression or injection has an exact,
+# hand-derivable answer; the low-pass and interpolation primitives are those
+# of data/wald.py (constants pass through them unchanged).
+
+
+def _pan(seed=30, size=32):
+  """A smooth positive PAN (DN)."""
+  rng = np.random.default_rng(seed)
+  return 500 + 300 * ndimage.gaussian_filter(rng.normal(size=(size, size)), 2,
+                                             mode="wrap")
+
+
+def _lowpass_decimated(pan, sensor="generic", nbands=1):
+  """Each band's MTF low-pass of the PAN, decimated to MS size: (h, w, n)."""
+  copies = np.repeat(pan[..., None], nbands, -1)
+  return wald.decimate(wald.mtf_filter(copies,
+                                       wald.mtf_kernels(sensor, nbands, 4)), 4)
+
+
+def _std_mean(a):
+  return a.std(), a.mean()
+
+
+_LEVELS = np.array([100.0, 200.0, 300.0, 400.0])
+
+
+@pytest.mark.parametrize("name", ["EXP", "BT-H"])
+def test_flat_ms_passes_through(name):
+  """A flat MS stays as it is under EXP and BT-H (whose haze-corrected MS is
+  0). GS, GSA and MTF-GLP-FS would divide by its zero covariance."""
+  ms = np.broadcast_to(_LEVELS, (8, 8, 4))
+  fused = baselines.BASELINES[name](ms, _pan(), ratio=4, sensor="QB")
+  np.testing.assert_allclose(fused, np.broadcast_to(_LEVELS, (32, 32, 4)),
+                             rtol=1e-12)
+
+
+def test_brovey_with_one_varying_band_is_its_matched_pan():
+  """MS band 0 follows the low-passed PAN, band 1 is flat (c). The flat band
+  works as the regression's intercept and its haze-corrected value is 0, so
+  BT-H returns c there, and in band 0 PAN / I times (MS_0 - haze) reduces to
+  the PAN matched to band 0: (P - mean P_lp) std(MS_0) / std(P_lp) + mean MS_0."""
+  pan = _pan()
+  ms = np.concatenate([_lowpass_decimated(pan), np.full((8, 8, 1), 250.0)], -1)
+  fused = baselines.brovey(ms, pan, ratio=4)
+  band0 = wald.interp23tap(ms, 4)[..., 0]
+  pan_lp = wald.mtf_filter(pan[..., None], wald.mtf_kernels("generic", 1, 4))
+  (s_ms, m_ms), (s_lp, m_lp) = _std_mean(band0), _std_mean(pan_lp)
+  want = (pan - m_lp) * s_ms / s_lp + m_ms
+  away_from_haze = band0 - band0.min() > 1e-6 * np.ptp(band0)
+  np.testing.assert_allclose(fused[..., 0][away_from_haze],
+                             want[away_from_haze], rtol=1e-9)
+  np.testing.assert_allclose(fused[..., 1], 250.0, rtol=1e-12)
+
+
+def test_gs_closed_forms():
+  """GS injects g_k (P_eq - I), g_k = cov(I, MS_k) / var(I), I the band mean.
+  With bands a_k m: g_k = a_k / mean(a), so fused_k = a_k / mean(a) P_eq, P_eq
+  the PAN matched to I's mean and std. A PAN affine in I equals P_eq = I: EXP."""
+  pan = _pan()
+  a = np.array([0.5, 1.0, 1.5, 2.0])
+  m = _lowpass_decimated(pan)
+  ms = m * a
+  intensity = wald.interp23tap(m, 4)[..., 0] * a.mean()
+  (s_i, m_i), (s_p, m_p) = _std_mean(intensity), _std_mean(pan)
+  pan_eq = (pan - m_p) * s_i / s_p + m_i
+  np.testing.assert_allclose(baselines.gs(ms, pan, ratio=4),
+                             pan_eq[..., None] * a / a.mean(), rtol=1e-9)
+  np.testing.assert_allclose(baselines.gs(ms, 3 * intensity + 7, ratio=4),
+                             baselines.exp(ms, pan, ratio=4), rtol=1e-9)
+
+
+def test_gsa_of_an_affine_ms_returns_the_same_affine_pan():
+  """MS_k = a_k m + b_k with m the low-passed, decimated, mean-removed PAN:
+  the regression finds I = m exactly, the gains are a_k, and the fused band
+  is a_k (P - mean P + mean m_up) + b_k, m_up = interp23tap(m)."""
+  pan = _pan()
+  a, b = np.array([0.5, 1.0, 1.5, 2.0]), np.array([300.0, 200.0, 100.0, 50.0])
+  m = _lowpass_decimated(pan - pan.mean())
+  m_up = wald.interp23tap(m, 4)
+  want = (pan - pan.mean() + m_up.mean())[..., None] * a + b
+  np.testing.assert_allclose(baselines.gsa(m * a + b, pan, ratio=4), want,
+                             rtol=1e-9)
+
+
+def test_mtf_glp_fs_of_mtf_degraded_pan_returns_the_pan():
+  """MS_k = a_k MTF_k(P) decimated, + b_k: the upsampled MS is a_k P_lp,k + b_k,
+  the full-scale gains are a_k, and the fused band is a_k P + b_k."""
+  pan = _pan()
+  a, b = np.array([0.5, 1.0, 1.5, 2.0]), np.array([300.0, 200.0, 100.0, 50.0])
+  ms = _lowpass_decimated(pan, "QB", 4) * a + b
+  np.testing.assert_allclose(baselines.mtf_glp(ms, pan, ratio=4, sensor="QB"),
+                             pan[..., None] * a + b, rtol=1e-9)
+
+
+def test_mtf_glp_hpm_closed_forms():
+  """fused = MS_up * P_k / P_lp,k with P_k the PAN matched to MS_k's mean and
+  std. A flat MS makes P_k flat, and P_lp,k is P_k times the DC gain of the
+  band's 41-tap windowed MTF kernel (its sum, just under 1, as the toolbox's
+  unnormalised `fwind1` design): fused = MS / that sum. Scaling the MS scales
+  P_k and so the output; a PAN gain or offset is undone by the matching."""
+  pan = _pan()
+  flat = np.broadcast_to(_LEVELS, (8, 8, 4))
+  dc_gain = wald.mtf_kernels("QB", 4, 4).sum((0, 1))
+  np.testing.assert_allclose(
+      baselines.mtf_glp_hpm(flat, pan, ratio=4, sensor="QB"),
+      np.broadcast_to(_LEVELS / dc_gain, (32, 32, 4)), rtol=1e-9)
+  ms = _lowpass_decimated(pan, "QB", 4) * np.array([0.5, 1.0, 1.5, 2.0]) + 100
+  fused = baselines.mtf_glp_hpm(ms, pan, ratio=4, sensor="QB")
+  np.testing.assert_allclose(
+      baselines.mtf_glp_hpm(3 * ms, pan, ratio=4, sensor="QB"), 3 * fused,
+      rtol=1e-9)
+  np.testing.assert_allclose(
+      baselines.mtf_glp_hpm(ms, 2 * pan + 40, ratio=4, sensor="QB"), fused,
+      rtol=1e-9)

@@ -102,15 +102,27 @@ def wrong_dtype_range(root):
                       "4095 exceed data.max_value=2047")
 
 
+def geotiff_no_overlap_adapt(root):
+  """--mode=adapt: the same checks as predict, before any fine-tuning."""
+  overrides, message = geotiff_no_overlap_predict(root)
+  return ["--mode=adapt", *overrides[1:]], message
+
+
 def predict_flags_missing(root):
   del root
   return ["--mode=predict", "--ms=a.tif"], "--mode=predict needs --pan, --out"
 
 
+def adapt_flags_missing(root):
+  del root
+  return ["--mode=adapt", "--out=f.tif"], "--mode=adapt needs --ms, --pan"
+
+
 @pytest.mark.parametrize("make_case", [
     missing_folder, unmatched_names, wrong_band_count, pan_not_ratio_times_ms,
     corrupt_image, nan_values, empty_split, h5_missing_key,
-    geotiff_no_overlap_predict, wrong_dtype_range, predict_flags_missing])
+    geotiff_no_overlap_predict, geotiff_no_overlap_adapt, wrong_dtype_range,
+    predict_flags_missing, adapt_flags_missing])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, make_case):
   overrides, message = make_case(tmp_path / "data")
   args = [sys.executable, "main.py", "--config", "configs/default.py",

@@ -11,7 +11,7 @@ from pansharp_jax import baselines
 from pansharp_jax import config_checks, errors
 from pansharp_jax import evaluate
 from pansharp_jax import metrics
-from pansharp_jax.data import pipeline
+from pansharp_jax.data import pipeline, wald
 from pansharp_jax.data.synthetic import SyntheticSource
 
 NUM_IMAGES = 5
@@ -61,7 +61,9 @@ def test_rows_match_the_metrics_in_sensor_units(full_rows, source):
   expected = metrics.evaluate_reduced(
       dn["gt"], baselines.gs(dn["ms"], dn["pan"], ratio=4, sensor="QB"),
       ratio=4, data_range=2047)
-  assert full_rows["GS"][1] == pytest.approx(expected, rel=1e-6)
+  row = dict(full_rows["GS"][1])
+  assert row.pop("name") == "1 (64x64 px)"  # index and the size it was scored at
+  assert row == pytest.approx(expected, rel=1e-6)
   assert list(full_rows) == METHODS
   assert all(len(r) == NUM_IMAGES for r in full_rows.values())
 
@@ -95,7 +97,7 @@ def test_quick_rows_are_the_models_and_exps_cheap_metrics(full_rows, source):
   quick = evaluate.evaluate_source(fake_model, source,
                                    pipeline.eval_batches(source, 2))
   assert list(quick) == ["model", "EXP"]
-  assert set(quick["model"][0]) == set(metrics.QUICK_METRICS)
+  assert set(quick["model"][0]) == {"name", *metrics.QUICK_METRICS}
   means = evaluate.summarize(quick)
   assert means["model"]["psnr"] == pytest.approx(
       _mean(full_rows, "model", "psnr"), rel=1e-9)
@@ -128,3 +130,68 @@ def test_best_metric_must_be_a_validation_metric():
   config.best_metric, config.best_mode = "sam", "down"
   with pytest.raises(errors.ConfigError, match=r"^config\.best_mode: "):
     config_checks.validate(config)
+
+
+# ---- full-resolution protocol: hand-computable cases ----
+
+def _block_uiqi(x, y, block=32):
+  """Mean UIQI over distinct blocks, straight from Wang & Bovik's formula
+  (population moments), for non-flat blocks."""
+  values = []
+  for r in range(0, x.shape[0], block):
+    for c in range(0, x.shape[1], block):
+      a, b = x[r:r + block, c:c + block].ravel(), y[r:r + block, c:c + block].ravel()
+      ma, mb = a.mean(), b.mean()
+      cov = ((a - ma) * (b - mb)).mean()
+      values.append(4 * cov * ma * mb / ((a.var() + b.var()) * (ma**2 + mb**2)))
+  return float(np.mean(values))
+
+
+def _full_scene(seed=0, size=64, bands=3):
+  rng = np.random.default_rng(seed)
+  pan = 500 + 1000 * rng.random((size, size))
+  ms = 300 + 1200 * rng.random((size // 4, size // 4, bands))
+  return ms, pan
+
+
+def test_full_resolution_identity_case():
+  """MS bands that are all the PAN degraded as D_s degrades it, fused = PAN
+  in every band: no spectral and no spatial distortion, QNR 1."""
+  _, pan = _full_scene()
+  ms = np.repeat(wald.bicubic_downsample(pan, 4)[..., None], 3, axis=-1)
+  fused = np.repeat(pan[..., None], 3, axis=-1)
+  scores = evaluate.score_sample_full(ms, pan, fused, sensor="generic")["model"]
+  assert scores["d_lambda"] == pytest.approx(0.0, abs=1e-9)
+  assert scores["d_s"] == pytest.approx(0.0, abs=1e-9)
+  assert scores["qnr"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_full_resolution_ms_upsample_and_pan_copy():
+  ms, pan = _full_scene(1)
+  ms_up = wald.interp23tap(ms, 4)
+  pan_lp = wald.interp23tap(wald.bicubic_downsample(pan, 4), 4)
+  q_ms_pan_lp = [_block_uiqi(ms_up[..., b], pan_lp) for b in range(3)]
+  pairs = [(0, 1), (0, 2), (1, 2)]
+  q_ms_bands = [_block_uiqi(ms_up[..., i], ms_up[..., j]) for i, j in pairs]
+
+  # The upsampled MS itself: its bands relate as the MS bands do (D_lambda
+  # 0), and its D_s compares each band's Q with the PAN at both scales.
+  up = evaluate.score_sample_full(ms, pan, ms_up, sensor="generic")["model"]
+  q_up_pan = [_block_uiqi(ms_up[..., b], pan) for b in range(3)]
+  assert up["d_lambda"] == pytest.approx(0.0, abs=1e-9)
+  assert up["d_s"] == pytest.approx(
+      np.mean(np.abs(np.subtract(q_up_pan, q_ms_pan_lp))), abs=1e-9)
+  assert up["qnr"] == pytest.approx((1 - up["d_lambda"]) * (1 - up["d_s"]))
+
+  # The PAN copied into every band: inter-band Q 1, Q with the PAN 1.
+  copy = evaluate.score_sample_full(
+      ms, pan, np.repeat(pan[..., None], 3, -1), sensor="generic")["model"]
+  assert copy["d_lambda"] == pytest.approx(np.mean(np.abs(1 - np.array(q_ms_bands))), abs=1e-9)
+  assert copy["d_s"] == pytest.approx(np.mean(np.abs(1 - np.array(q_ms_pan_lp))), abs=1e-9)
+  assert copy["hqnr"] == pytest.approx((1 - copy["d_lambda_khan"]) * (1 - copy["d_s"]))
+
+
+def test_full_resolution_needs_one_whole_block():
+  ms, pan = _full_scene(size=16)
+  with pytest.raises(errors.DataError, match="at least 32 x 32 PAN px"):
+    evaluate.score_sample_full(ms, pan, wald.interp23tap(ms, 4), sensor="generic")

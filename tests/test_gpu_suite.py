@@ -127,15 +127,17 @@ def test_a_hanging_child_is_killed_and_keeps_its_figures(tmp_path):
   with pytest.raises(SectionError) as e:
     gpu_suite.run_job([sys.executable, "-c", script], str(result),
                       str(tmp_path / "log.txt"), timeout=3)
-  assert "timed out after 3 s" in str(e.value) and "measured" in str(e.value)
-  assert e.value.figures == {"rows": [{"a": 1}]}
+  assert str(e.value) == "timed out after 3 s (killed)"
+  assert e.value.figures["rows"] == [{"a": 1}]           # what it had written
+  assert "measured" in e.value.figures["log_tail"]       # and what it printed
 
 
 def test_a_child_that_writes_nothing_fails_with_its_log(tmp_path):
-  with pytest.raises(SectionError, match="exit code 3 without figures.*oops"):
+  with pytest.raises(SectionError, match="exit code 3 without figures") as e:
     gpu_suite.run_job(
         [sys.executable, "-c", "import sys; print('oops'); sys.exit(3)"],
         str(tmp_path / "part.json"), str(tmp_path / "log.txt"), timeout=30)
+  assert e.value.figures["log_tail"].endswith("oops")
 
 
 def test_scan_io_bytes_by_hand():
@@ -188,3 +190,33 @@ def test_markdown_table_puts_status_last():
   assert lines[0] == "| L | ms | status | reason |"
   assert lines[2] == "| 4,096 | 1.235 | ok |  |"
   assert lines[3] == "| 65,536 |  | skipped | a \\| b |"
+
+
+def test_train_step_keeps_going_when_a_child_dies(tmp_path, monkeypatch):
+  """The bf16 child times out after one row: its other rows say so, the next
+  children run at the fallback batch, and the section reports the failure."""
+  calls = []
+
+  def job(self, name, *extra, timeout=None, env=None, tag=None):
+    calls.append((tag, [e for e in extra if e.startswith("--batch=")], timeout))
+    if tag == "train_step_0":
+      raise SectionError("timed out after 90 s (killed)",
+                         {"rows": [], "log_tail": "compiling..."})
+    rows = extra[0].split("=")[1].split(",")
+    return {"status": "ok", "rows": [{"row": r, "status": "ok"} for r in rows]}
+
+  monkeypatch.setattr(gpu_suite.Context, "job", job)
+  args = gpu_suite.parse_args(["--out", str(tmp_path)])
+  suite = gpu_suite.Suite(str(tmp_path), budget_s=450, clock=FakeClock())
+  section = _section("train_step", gpu_suite.sections.train_step, budget_s=200)
+  results = suite.run([section], args=args, env={})
+  result = results["train_step"]
+  assert [c[0] for c in calls] == ["train_step_0", "train_step_1", "train_step_2"]
+  assert calls[0][2] == pytest.approx(90.0)          # 0.45 of 200 s
+  assert calls[1][1] == ["--batch=8"]                # no pick: the fallback
+  statuses = {r["row"]: r["status"] for r in result["rows"]}
+  assert statuses == {"base_bf16_remat": "failed", "tiny_bf16_remat": "ok",
+                      "base_depth1_bf16_remat": "ok", "base_f32_remat": "ok"}
+  assert result["rows"][0]["reason"] == "not measured: timed out after 90 s (killed)"
+  assert result["status"] == "failed"
+  assert result["job_errors"][0]["log_tail"] == "compiling..."

@@ -46,6 +46,24 @@ def test_edge_loss_zero_on_identity_and_positive_otherwise():
   assert float(losses.edge_loss(pred, target)) > 0.01
 
 
+def _ramp(slope, axis, shape=(1, 16, 16, 2)):
+  """slope * (row or column index), the same in every band."""
+  index = np.indices(shape[1:3])[axis].astype(np.float32)
+  return np.broadcast_to((slope * index)[None, ..., None], shape)
+
+
+def test_edge_loss_of_ramps_in_closed_form():
+  """On a ramp of slope a, Sobel's [1 2 1] x [1 0 -1] gives 8a everywhere,
+  so the loss is |sqrt(64 a^2 + eps) - sqrt(64 b^2 + eps)| (eps = 1e-6)."""
+  magnitude = lambda a: np.sqrt(64 * a**2 + 1e-6)
+  got = float(losses.edge_loss(_ramp(0.01, 1), _ramp(0.03, 1)))
+  assert got == pytest.approx(abs(magnitude(0.01) - magnitude(0.03)), rel=1e-4)
+  # Magnitudes ignore direction and offset: a row ramp against a column
+  # ramp of the same slope, shifted by a constant, scores 0.
+  assert float(losses.edge_loss(_ramp(0.02, 0) + 0.5, _ramp(0.02, 1))) == (
+      pytest.approx(0.0, abs=1e-6))
+
+
 def test_compute_losses_multiscale_targets_and_weights():
   _, gt = _pair(4, (1, 16, 16, 4))
   half = gt.reshape(1, 8, 2, 8, 2, 4).mean((2, 4))
@@ -80,3 +98,59 @@ def test_dsc_uses_the_sensor_mtf_table():
   # An 8-band table for 4 bands is an error (config_checks reports it first).
   with pytest.raises(ValueError, match="8 MS bands"):
     losses.dsc_loss(pred, pan, ms, "WV3")
+
+
+def test_dsc_of_a_constant_prediction_in_closed_form():
+  """A constant PAN is fitted exactly by the regression's constant term, so
+  the PAN term vanishes; the MTF keeps a constant prediction c constant, so
+  the MS term is the mean of |c_k - MS_k|."""
+  rng = np.random.default_rng(4)
+  ms = rng.uniform(0.2, 0.8, (2, 8, 8, 4)).astype(np.float32)
+  pan = np.full((2, 32, 32, 1), 0.6, np.float32)
+  c = np.array([0.3, 0.5, 0.4, 0.7], np.float32)
+  pred = np.broadcast_to(c, (2, 32, 32, 4))
+  want = np.abs(c - ms).mean()
+  assert float(losses.dsc_loss(pred, pan, ms, "QB")) == pytest.approx(want,
+                                                                       rel=1e-4)
+
+
+def test_mtf_blur_has_the_sensor_gain_at_nyquist():
+  """A constant passes unchanged; a cosine at the MS Nyquist frequency (period
+  2 x ratio PAN pixels) comes out scaled by the band's gain (centre of the
+  image, away from the reflected borders)."""
+  ratio, gains = 4, [0.3, 0.15]
+  x = np.arange(64, dtype=np.float32)
+  wave = np.broadcast_to(np.cos(np.pi * x / ratio)[None, None, :, None],
+                         (1, 64, 64, 2))
+  blurred = np.asarray(losses.mtf_blur(0.5 + wave, gains, ratio))
+  centre = blurred[0, 24:40, 24:40] - 0.5
+  for band, gain in enumerate(gains):
+    np.testing.assert_allclose(centre[..., band], gain * wave[0, 24:40, 24:40, band],
+                               atol=2e-3)
+
+
+def _cosine(cycles, size=32):
+  """cos(2 pi cycles x / size) along the columns: one rfft2 bin."""
+  x = np.arange(size) / size
+  return np.broadcast_to(np.cos(2 * np.pi * cycles * x), (size, size))
+
+
+def test_wacx_of_bands_sharing_the_pan_structure_is_zero():
+  """Gains and offsets per band, or on the PAN, do not change a normalised
+  high-pass amplitude spectrum."""
+  rng = np.random.default_rng(5)
+  structure = rng.standard_normal((1, 32, 32, 1)).astype(np.float32)
+  pred = structure * np.array([0.5, 1.0, 2.0]) + np.array([0.1, 0.2, 0.3])
+  pan = 3.0 * structure + 1.0
+  assert float(losses.wacx_loss(pred, pan)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_wacx_of_two_cosines_in_closed_form():
+  """Band 0 a cosine of 5 cycles (the PAN's), band 1 of 9: each normalised
+  spectrum is M = 32 x 17 at its own bin. Cross-band: the mean spectrum is
+  M/2 at both bins, |M - M/2| + |0 - M/2| per band over M bins: 1. PAN gate:
+  1 at the PAN's bin only, where the intensity has M/2 against the PAN's M:
+  (M/2) / M = 1/2, weighted 0.5. Total 1.25."""
+  pred = np.stack([_cosine(5), _cosine(9)], -1)[None].astype(np.float32)
+  pan = _cosine(5)[None, ..., None].astype(np.float32)
+  assert float(losses.wacx_loss(pred, pan)) == pytest.approx(1.25, rel=1e-4)

@@ -42,22 +42,21 @@ def test_train_end_to_end_writes_everything(tmp_path):
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f)["num_train_steps"] == 8
 
-  # The curves PNG comes with the report, from the train loop and evaluate.
-  curves_png = os.path.join(workdir, "eval", "curves.png")
-  assert Image.open(curves_png).size == curves.render({}, {}).size
-  os.remove(curves_png)
-
   # Evaluate mode reloads the checkpoint and reproduces the final report.
   result = run_main("--workdir", workdir, "--mode=evaluate", *TINY)
   assert result.returncode == 0, result.stderr[-3000:]
-  with open(os.path.join(workdir, "eval", "report.json")) as f:
+  with open(os.path.join(workdir, "eval", "val", "report.json")) as f:
     again = json.load(f)
   assert again["mean"]["model"]["psnr"] == pytest.approx(report["mean"]["model"]["psnr"], abs=1e-4)
-  # Both reports have every baseline; evaluation writes quicklook panels.
+  # Both reports have every baseline; both write quicklook panels.
   for r in (report, again):
     assert {"EXP", "GS", "MTF-GLP-FS"} <= set(r["mean"]) and "q2n" in r["mean"]["GS"]
-  assert sorted(os.listdir(os.path.join(workdir, "eval", "quicklooks"))) == ["0000.png", "0001.png"]
-  assert os.path.getsize(curves_png) > 10_000
+  for folder in ("eval", os.path.join("eval", "val")):
+    looks = os.listdir(os.path.join(workdir, folder, "quicklooks"))
+    assert sorted(looks) == ["0000.png", "0001.png"]
+    # The curves PNG comes with each report.
+    with Image.open(os.path.join(workdir, folder, "curves.png")) as image:
+      assert image.size == curves.render({}, {}).size
 
 
 @pytest.mark.parametrize("override, message", [
@@ -65,12 +64,24 @@ def test_train_end_to_end_writes_everything(tmp_path):
     ("--config.no_such_field=1", "config override: no such field"),
     ("--config.data.image_size=abc", "--config.data.image_size=abc"),
     ("--config.model.dtype=float16", "config.model.dtype: must be one of"),
+    ("--config.model.size=huge", "config.model.size: must be one of"),
 ])
 def test_bad_overrides_give_one_line_error(tmp_path, override, message):
   result = run_main("--workdir", str(tmp_path), override, timeout=120)
   assert result.returncode == 2
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("mode", ["train", "evaluate"])
+def test_workdir_that_is_a_file_is_one_line(tmp_path, mode):
+  path = tmp_path / "run"
+  path.write_text("not a directory")
+  result = run_main("--workdir", str(path), f"--mode={mode}", timeout=120)
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert lines == [f"error: --workdir {path}: exists and is not a directory"], (
+      result.stderr[-3000:])
 
 
 def test_evaluate_without_checkpoint_is_a_clear_error(tmp_path):

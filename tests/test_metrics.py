@@ -119,7 +119,84 @@ def test_block_size_must_divide_for_qnr():
     metrics.d_lambda(x, x)
 
 
+# --- Guards: undefined cases are errors or documented values -----------------
+
+
+def test_ergas_of_a_zero_mean_reference_band_is_an_error():
+  ref = _image(20, (16, 16, 3))
+  ref[..., 1] = 0
+  with pytest.raises(ValueError, match="ergas: reference band 1 has mean 0"):
+    metrics.ergas(ref, ref + 1)
+
+
+def test_sam_without_a_nonzero_pixel_is_an_error():
+  ref = _image(21, (16, 16, 3))
+  with pytest.raises(ValueError, match="sam: every pixel has a zero"):
+    metrics.sam(np.zeros_like(ref), ref)
+
+
+def test_scc_of_edge_free_images():
+  ref = _image(22, (16, 16, 3))
+  zero = np.zeros_like(ref)
+  assert metrics.scc(zero, zero) == 1
+  assert metrics.scc(zero, ref) == 0 and metrics.scc(ref, zero) == 0
+  # A flat non-zero image has edges at its zero-padded border (as MATLAB's
+  # imfilter), so it scores as any other image.
+  flat = np.full_like(ref, 50.0)
+  assert metrics.scc(flat, 2 * flat) == pytest.approx(1)
+  assert 0 < metrics.scc(flat, ref) < 1
+
+
+@pytest.mark.parametrize("metric, size, window", [
+    (lambda r, x: metrics.ssim(r, x, 2047), 10, 11),
+    (lambda r, x: metrics.q_index(r, x, block=32), 31, 32),
+], ids=["ssim", "q"])
+def test_images_smaller_than_the_window_are_an_error(metric, size, window):
+  ref = _image(23, (40, 40, 2))
+  metric(ref[:window, :window], ref[:window, :window])  # one window is enough
+  small = ref[:size, :window]
+  with pytest.raises(ValueError, match=f"{size}x{window} image is smaller "
+                                       f"than its {window}x{window} window"):
+    metric(small, small)
+
+
 # --- Cross-checks against independent implementations -----------------------
+
+
+def _sam_from_the_paper(ref, fused):
+  """Yuhas et al. (1992): the angle arccos(<v, w> / (|v| |w|)) per pixel,
+  averaged over the pixels where both spectra are non-zero, in degrees."""
+  angles = []
+  for v, w in zip(ref.reshape(-1, ref.shape[-1]),
+                  fused.reshape(-1, fused.shape[-1])):
+    v, w = v.astype(np.float64), w.astype(np.float64)
+    norm_v, norm_w = np.sqrt(v @ v), np.sqrt(w @ w)
+    if norm_v and norm_w:
+      angles.append(np.arccos(min(1.0, max(-1.0, v @ w / (norm_v * norm_w)))))
+  return np.degrees(np.mean(angles))
+
+
+def _ergas_from_the_paper(ref, fused, ratio):
+  """Wald (2002): 100 h/l sqrt(1/N sum_k (RMSE_k / mu_k)^2), with h/l the
+  PAN/MS pixel size ratio 1/ratio and mu_k the reference band mean."""
+  terms = []
+  for k in range(ref.shape[-1]):
+    r, f = ref[..., k].astype(np.float64), fused[..., k].astype(np.float64)
+    rmse = np.sqrt(np.mean((r - f) ** 2))
+    terms.append((rmse / np.mean(r)) ** 2)
+  return 100 / ratio * np.sqrt(np.mean(terms))
+
+
+def test_sam_ergas_match_the_papers_formulas():
+  """Always runs: an independent float64 reference, unlike torchmetrics."""
+  ref = _image(24, (32, 32, 4))
+  fused = _distorted(ref, 25)
+  ref[3, 4] = 0  # a zero spectrum: excluded from SAM
+  assert metrics.sam(ref, fused) == pytest.approx(
+      _sam_from_the_paper(ref, fused), rel=1e-10)
+  for ratio in (2, 4):
+    assert metrics.ergas(ref, fused, ratio) == pytest.approx(
+        _ergas_from_the_paper(ref, fused, ratio), rel=1e-10)
 
 
 def test_psnr_ssim_match_skimage():

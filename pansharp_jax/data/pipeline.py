@@ -79,6 +79,20 @@ def train_dataset(source, data_config, *, batch_size: int, seed: int,
 
 
 def eval_batches(source, batch_size: int):
-  """Ordered batches over a whole split (the last one may be smaller)."""
-  ds = grain.MapDataset.source(source).batch(batch_size, drop_remainder=False)
-  return iter(ds)
+  """Ordered batches over a whole split: runs of up to `batch_size`
+  consecutive samples of one shape (test images may differ in size, and are
+  scored whole), so a batch can be smaller."""
+  run = []
+  for index in range(len(source)):
+    sample = source[index]
+    shapes = {k: v.shape for k, v in sample.items()}
+    if run and (len(run) == batch_size or shapes != {k: v.shape for k, v in run[0].items()}):
+      yield _stack(run)
+      run = []
+    run.append(sample)
+  if run:
+    yield _stack(run)
+
+
+def _stack(samples: list[dict]) -> dict[str, np.ndarray]:
+  return {k: np.stack([s[k] for s in samples]) for k in samples[0]}

@@ -7,7 +7,9 @@ A block takes MS and PAN feature maps and returns both plus an update:
   semantic routing: one route per pixel from both modalities (hard
     Gumbel-softmax in training, argmax at eval);
   S6 scan (MambaIRv2's semantic-guided neighbouring): along each scan
-    direction the tokens are stably sorted by route, scanned, and unsorted;
+    direction the tokens are stably sorted by route (descending on the
+    reversed directions, which are thus exact time reversals), scanned, and
+    unsorted;
     each route's prompt is added to the scan's C;
   dual-modal fusion: concat -> MLP -> LayerNorm, sigmoid gates, LayerScale;
   out: LayerNorm + linear back to `dim`, added to the input.
@@ -86,6 +88,11 @@ class SemanticScan(nn.Module):
       return s.reshape(k, modalities, batch, length, -1)
 
     keys = ops.cross_scan(route[..., None], k)[..., 0]       # (K, B, L)
+    # A reversed order must be the exact time reversal of its forward order,
+    # route groups included, so later groups reach earlier ones: it sorts by
+    # descending route (the stable sort then reverses each group too).
+    backwards = jnp.asarray(ops.reversed_orders(k))[:, None, None]
+    keys = jnp.where(backwards, -keys, keys)
     perm, inverse = semantic_permutation(keys[:, None])      # (K, 1, B, L)
     u = gather_tokens(sequences(x), perm)
     prompt = gather_tokens(sequences(prompt), perm)

@@ -1,11 +1,13 @@
 """The pansharpening model: MambaIRv2-style ASSM encoder + GPPNN decoder.
 
-`Pansharpener(...)(ms, pan, lms=None, train=False)` with ms (B, H/4, W/4, C)
-in [0, 1], pan (B, H, W, 1) and lms (B, H, W, C) or None (then bicubic
-upsampling of ms). H and W: any multiple of 4; C: any band count. Returns
-float32 `(sr_1_4, sr_1_2, full)` from sigmoid heads. Each head adds its
-features' correction to the logit of the interpolated MS at its scale and
-starts at zero, so an untrained model outputs the interpolated MS.
+`Pansharpener(...)(ms, pan, lms=None, train=False)` with ms (B, H/r, W/r, C)
+in [0, 1] for a ratio r of 2, 4 or 8, pan (B, H, W, 1) and lms (B, H, W, C)
+or None (then bicubic upsampling of ms). H and W: any multiple of 4 and of
+r; C: any band count. Returns float32 `(sr_1_4, sr_1_2, full)` from sigmoid
+heads at 1/4, 1/2 and full PAN resolution, whatever the ratio. Each head adds
+its features' correction to the logit of the interpolated MS at its scale
+(the MS itself at 1/4 when r = 4, else the pooled lms) and starts at zero, so
+an untrained model outputs the interpolated MS.
 """
 
 import flax.linen as nn
@@ -27,15 +29,18 @@ def upsample(ms, height, width):
   return jnp.clip(jax.image.resize(ms, shape, method="bicubic"), 0.0, 1.0)
 
 
+RATIOS = (2, 4, 8)
+
+
 def _check_inputs(ms, pan, lms, num_bands):
   batch, height, width, pan_bands = pan.shape
   if pan_bands != 1 or height % 4 or width % 4:
     raise ValueError(f"pan must be (B, H, W, 1) with H, W multiples of 4, "
                      f"got {pan.shape}")
-  if ms.shape != (batch, height // 4, width // 4, num_bands):
-    raise ValueError(f"ms must be (B, H/4, W/4, {num_bands}) = "
-                     f"{(batch, height // 4, width // 4, num_bands)} for pan "
-                     f"{pan.shape}, got {ms.shape}")
+  if not any(ms.shape == (batch, height // r, width // r, num_bands)
+             for r in RATIOS if height % r == 0 and width % r == 0):
+    raise ValueError(f"ms must be (B, H/r, W/r, {num_bands}) for pan "
+                     f"{pan.shape} and a ratio r in {RATIOS}, got {ms.shape}")
   if lms is not None and lms.shape != (batch, height, width, num_bands):
     raise ValueError(f"lms must be {(batch, height, width, num_bands)}, "
                      f"got {lms.shape}")
@@ -72,7 +77,8 @@ class Pansharpener(nn.Module):
                                        train, self.dtype, name="decoder")(
                                            lms.astype(self.dtype),
                                            pan.astype(self.dtype))
-    sr_1_4 = Head(self.num_bands, self.dtype, name="head_quarter")(quarter, ms)
+    base_1_4 = ms if 4 * ms.shape[1] == height else avg_pool2(avg_pool2(lms))
+    sr_1_4 = Head(self.num_bands, self.dtype, name="head_quarter")(quarter, base_1_4)
     sr_1_2 = Head(self.num_bands, self.dtype, name="head_half")(
         half, avg_pool2(lms))
     sr_full = Head(self.num_bands, self.dtype, name="head_full")(full, lms)

@@ -8,9 +8,12 @@ import ml_collections
 from pansharp_jax.models import options, pansharpener, sizes, world
 
 
+NAMES = ("pansharpener",)
+
+
 def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
   """The Flax module named by `model_config.name`, at `model_config.size`."""
-  if model_config.name != "pansharpener":
+  if model_config.name not in NAMES:
     raise ValueError(f"config.model.name: unknown model {model_config.name!r}")
   blocks = options.BlockOptions(
       directions=int(model_config.directions),

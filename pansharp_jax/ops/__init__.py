@@ -7,6 +7,7 @@ from pansharp_jax.ops.mamba_init import dt_kernel_init
 from pansharp_jax.ops.mamba_init import dt_rank
 from pansharp_jax.ops.scan2d import cross_merge
 from pansharp_jax.ops.scan2d import cross_scan
+from pansharp_jax.ops.scan2d import reversed_orders
 from pansharp_jax.ops.selective_scan import selective_scan
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "dt_bias_init",
     "dt_kernel_init",
     "dt_rank",
+    "reversed_orders",
     "selective_scan",
 ]

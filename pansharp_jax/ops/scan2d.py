@@ -42,6 +42,12 @@ def cross_scan(x, directions=4):
   return jnp.stack(seqs)
 
 
+def reversed_orders(directions=4):
+  """Which of cross_scan's `directions` orders run backwards (k = 2, 3)."""
+  _check_directions(directions)
+  return (False, False, True, True)[:directions]
+
+
 def cross_merge(ys, height, width):
   """Sums K scanned sequences back onto the grid; the adjoint of cross_scan.
 

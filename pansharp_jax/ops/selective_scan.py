@@ -79,14 +79,15 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
   out_dtype = u.dtype
   dtype = jnp.promote_types(
       jnp.float32, jnp.result_type(u, delta, A, B, C))
-  u, delta, A, B, C = (x.astype(dtype) for x in (u, delta, A, B, C))
+  # jnp.asarray: NumPy inputs become JAX arrays (the scan cores use `.at`).
+  u, delta, A, B, C = (jnp.asarray(x, dtype) for x in (u, delta, A, B, C))
   if delta_bias is not None:
     delta = delta + delta_bias.astype(dtype)
   if delta_softplus:
     delta = jax.nn.softplus(delta)
   if h0 is None:
     h0 = jnp.zeros((u.shape[0],) + A.shape, dtype)
-  h0 = h0.astype(dtype)
+  h0 = jnp.asarray(h0, dtype)
 
   # A reversed scan is the forward scan of the time-reversed sequence.
   flip = (lambda x: jnp.flip(x, axis=1)) if reverse else (lambda x: x)

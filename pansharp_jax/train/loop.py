@@ -16,6 +16,7 @@ from pansharp_jax import curves, evaluate
 from pansharp_jax.data import pipeline, sources
 from pansharp_jax.errors import ConfigError
 from pansharp_jax.train import builder, checkpoint, memory, parallel, preemption
+from pansharp_jax.train import schedule as schedule_lib
 from pansharp_jax.train import logging as log_lib
 
 
@@ -29,7 +30,17 @@ def _save_config(config, workdir):
     f.write(config.to_json_best_effort(indent=2))
 
 
-def _improves(value: float, best: float, mode: str) -> bool:
+def _is_new_best(name: str, value: float, best: float, mode: str,
+                 step: int) -> bool:
+  """Whether `value` beats `best` (NaN until a first value is kept).
+
+  A non-finite value never does, and says so in the log: kept, a NaN would
+  be exported as the best model and make any later value an improvement.
+  """
+  if not np.isfinite(value):
+    logging.warning("Validation %s is %s at step %d; not kept as the best",
+                    name, value, step)
+    return False
   if np.isnan(best):
     return True
   return value > best if mode == "max" else value < best
@@ -56,17 +67,21 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   val_source = sources.make_source(config.data, "val")
 
   # ---- model ----
+  # The batch size first: a schedule given in epochs needs it.
+  batch_size = int(config.batch_size)
+  if batch_size == -1:
+    probed = memory.probe_config(config, mesh)
+    logging.info("Memory probe:\n%s", memory.format_table(probed))
+    batch_size = probed.batch_size
+  host_batch = parallel.check_batch_size(batch_size, mesh)
+  config = schedule_lib.epochs_to_steps(config, len(train_source), batch_size)
+  logging.info("Schedule: %d warmup steps, restart period %d steps",
+               config.optim.warmup_steps, config.optim.restart_period)
   model, optimizer, _ = builder.make_model_and_optimizer(config)
   init = builder.make_init(config, model, optimizer, mesh)
   rng = jax.random.PRNGKey(config.seed)
   abstract_state = jax.eval_shape(init, rng)
   train_step = builder.jit_train_step(model, optimizer, config, mesh)
-  batch_size = int(config.batch_size)
-  if batch_size == -1:
-    probed = memory.probe(config, mesh, model, optimizer, train_step)
-    logging.info("Memory probe:\n%s", memory.format_table(probed))
-    batch_size = probed.batch_size
-  host_batch = parallel.check_batch_size(batch_size, mesh)
 
   # ---- input pipeline ----
   train_iter = iter(pipeline.train_dataset(
@@ -119,7 +134,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
           f"config.best_metric: {name!r} is not a validation metric (have "
           f"{', '.join(sorted(summary))})")
     value, best = summary[name], float(state.best_metric)
-    if not _improves(value, best, config.best_mode):
+    if not _is_new_best(name, value, best, config.best_mode, int(state.step)):
       return state
     state = state.replace(best_metric=jax.device_put(
         np.float32(value), parallel.replicated(mesh)))

@@ -170,12 +170,16 @@ def format_table(result: ProbeResult) -> str:
   return "\n".join(lines)
 
 
-def run_probe(config, workdir: str) -> ProbeResult:
-  """--mode=probe: measures, prints the table, writes WORKDIR/probe.json."""
-  mesh = parallel.make_mesh()
+def probe_config(config, mesh) -> ProbeResult:
+  """`probe` of the model and train step that `config` builds."""
   model, optimizer, _ = builder.make_model_and_optimizer(config)
   train_step = builder.jit_train_step(model, optimizer, config, mesh)
-  result = probe(config, mesh, model, optimizer, train_step)
+  return probe(config, mesh, model, optimizer, train_step)
+
+
+def run_probe(config, workdir: str) -> ProbeResult:
+  """--mode=probe: measures, prints the table, writes WORKDIR/probe.json."""
+  result = probe_config(config, parallel.make_mesh())
   print(format_table(result), flush=True)
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)

@@ -3,6 +3,30 @@
 import jax.numpy as jnp
 import optax
 
+from pansharp_jax.config_checks import EPOCH_FIELDS
+
+
+def epochs_to_steps(config, train_size: int, batch_size: int):
+  """A copy of `config` whose optim fields in epochs are given in steps.
+
+  An epoch is train_size / batch_size steps (the input pipeline batches
+  across epoch ends); each field is rounded to a whole step, at least 1 (a
+  field that is set never vanishes).
+  Returns `config` itself when no field counts epochs. Elsewhere (evaluate,
+  predict, the memory probe) the schedule's values are never applied, so
+  those build it from the steps fields alone.
+  """
+  if not any(config.optim[name] for name in EPOCH_FIELDS):
+    return config
+  config = config.copy_and_resolve_references()
+  steps_per_epoch = train_size / batch_size
+  for epochs_field, steps_field in EPOCH_FIELDS.items():
+    epochs = config.optim[epochs_field]
+    if epochs:
+      config.optim[steps_field] = max(1, round(epochs * steps_per_epoch))
+      config.optim[epochs_field] = 0.0
+  return config
+
 
 def warmup_cosine_restarts(*, peak: float, warmup_steps: int, total_steps: int,
                            period: int, period_mult: float,

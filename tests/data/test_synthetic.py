@@ -147,9 +147,21 @@ def test_wald_protocol_with_the_sensor_mtf(data_config):
   assert sample["lms"].std() < sample["gt"].std()
 
 
-def test_default_sensor_matches_the_band_count():
-  data = default.get_config().data
-  assert len(wald.ms_gains(data.sensor, data.num_bands)) == data.num_bands
+@pytest.mark.parametrize("bands, sensor", [(3, "generic"), (4, "IKONOS"),
+                                           (8, "WV3")])
+def test_every_band_count_renders_distinct_bands(data_config, bands, sensor):
+  """3, 4 and 8 bands: samples of that band count whose bands are different
+  spectra, not copies, and a PAN that follows their spectral mix."""
+  config = data_config.copy_and_resolve_references()
+  config.num_bands, config.sensor = bands, sensor
+  sample = SyntheticSource(config, "train")[0]
+  assert sample["gt"].shape == (32, 32, bands)
+  assert sample["ms"].shape == (8, 8, bands)
+  gt = sample["gt"].reshape(-1, bands)
+  correlation = np.corrcoef(gt.T)[np.triu_indices(bands, 1)]
+  assert correlation.max() < 0.999
+  pan = sample["pan"].reshape(-1).astype(np.float64)
+  assert _linear_fit_residual(gt.astype(np.float64), pan) < 0.5
 
 
 def test_sensor_changes_the_degradation(data_config):

@@ -83,7 +83,12 @@ def drop(params, name):
 
 
 def leaves(tree):
-  return [np.asarray(x) for x in jax.tree.leaves(tree)]
+  """The leaves as numpy arrays; PRNG keys (a train state's) as their bits."""
+  def plain(x):
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+      x = jax.random.key_data(x)
+    return np.asarray(x)
+  return [plain(x) for x in jax.tree.leaves(tree)]
 
 
 def max_abs_diff(a, b):
@@ -94,5 +99,5 @@ def max_abs_diff(a, b):
 
 def assert_trees_equal(a, b):
   """Bitwise equality of two pytrees of arrays."""
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  for x, y in zip(leaves(a), leaves(b), strict=True):
+    np.testing.assert_array_equal(x, y)

@@ -1,6 +1,8 @@
-"""A world-preset train run, determinism, bf16, remat and scan_layers.
+"""The real tiny model in the trainer (a world-preset run, a sharded step, an
+exact resume), determinism, bf16, remat and scan_layers.
 
-(The none preset trains in tests/test_main.py's end-to-end run.)"""
+(The none preset trains in tests/test_main.py's end-to-end run; tests/train/
+checks the trainer itself with a stand-in model.)"""
 
 import types
 
@@ -14,13 +16,16 @@ from configs import default
 from pansharp_jax.models.assm import ASSMLayer
 from pansharp_jax.models.options import BlockOptions
 from pansharp_jax.models.sizes import LayerSize
-from pansharp_jax.train import builder, parallel
+from pansharp_jax.train import builder, checkpoint, parallel
+
+# Every option on: the WSM's world state, DCA, DSC and WAC-X losses.
+FULL = dict(world_preset="full", world_wsm_reset_every=2)
 
 _LAYER = LayerSize(d_state=4, num_tokens=4, inner_rank=4, mlp_ratio=1.0)
 
 
-def _trainer(**model_fields):
-  """configs/default.py's tiny model at 20x28, batch 2, on one device."""
+def _trainer(num_devices=1, **model_fields):
+  """configs/default.py's tiny model at 20x28, batch 2, on `num_devices`."""
   config = default.get_config()
   config.data.image_size = h.HEIGHT
   config.batch_size = 2
@@ -29,13 +34,20 @@ def _trainer(**model_fields):
       config.model.world[key[len("world_"):]] = value
     else:
       config.model[key] = value
-  mesh = parallel.make_mesh(1)
+  mesh = parallel.make_mesh(num_devices)
   model, optimizer, _ = builder.make_model_and_optimizer(config)
   # make_init reads data.image_size for a square sample; shapes do not depend
   # on it, so the state serves the 20x28 batch too.
   return types.SimpleNamespace(
+      config=config, mesh=mesh,
       init=builder.make_init(config, model, optimizer, mesh),
       step=builder.jit_train_step(model, optimizer, config, mesh))
+
+
+@pytest.fixture(scope="module")
+def full_trainer():
+  """One compiled train step with every world option, shared by the tests."""
+  return _trainer(**FULL)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +59,7 @@ def batch(tiny):
 
 def _run(trainer, batch, steps=3, state=None):
   state = trainer.init(h.key(0)) if state is None else state
+  batch = parallel.shard_batch(batch, trainer.mesh)
   history = []
   for _ in range(steps):
     # The step donates its state: keep copies of what is compared.
@@ -60,16 +73,47 @@ def _finite(history):
              for m in history)
 
 
-@pytest.mark.parametrize("preset", ["full"])  # core's options are a subset
-def test_presets_train_and_carry_the_world_state(batch, preset):
-  state, history = _run(_trainer(world_preset=preset, world_wsm_reset_every=2),
-                        batch)
+def test_full_preset_trains_and_carries_the_world_state(full_trainer, batch):
+  # The core preset's options are a subset of these.
+  state, history = _run(full_trainer, batch)
   assert _finite(history)
-  assert "loss_dsc" in history[0]
-  assert ("loss_wacx" in history[0]) == (preset == "full")
+  assert "loss_dsc" in history[0] and "loss_wacx" in history[0]
   wsm = jax.device_get(state.model_state["world_state"]["decoder"]["wsm"])
   assert int(wsm["count"]) == 3
   assert np.abs(np.asarray(wsm["hidden"])).sum() > 0
+
+
+def test_sharded_step_matches_one_device(full_trainer, batch):
+  """The batch split over 2 devices (params replicated): one step gives the
+  one-device state up to float reassociation in the gradient all-reduce."""
+  results = []
+  for trainer in (full_trainer, _trainer(2, **FULL)):
+    state, history = _run(trainer, batch, steps=1)
+    assert all(x.sharding.is_fully_replicated for x in jax.tree.leaves(state))
+    results.append((h.leaves(jax.device_get(state)), float(history[0]["loss"])))
+  (one, loss1), (two, loss2) = results
+  assert loss1 == pytest.approx(loss2, abs=1e-5)
+  for a, b in zip(one, two, strict=True):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_resume_from_a_checkpoint_continues_bitwise(full_trainer, batch,
+                                                    tmp_path):
+  """Three steps in one go, or one step, an Orbax checkpoint, a restore and
+  two more steps: the same losses and state, bit for bit (params, EMA,
+  optimizer, WSM world state and the Gumbel/dropout RNG all round-trip)."""
+  straight, history = _run(full_trainer, batch)
+  state, first = _run(full_trainer, batch, steps=1)
+  manager = checkpoint.make_manager(str(tmp_path), full_trainer.config)
+  assert checkpoint.save(manager, state, None)
+  manager.wait_until_finished()
+  restored = checkpoint.restore_latest(
+      manager, jax.eval_shape(full_trainer.init, jax.random.PRNGKey(0)), None)
+  manager.close()
+  resumed, rest = _run(full_trainer, batch, steps=2, state=restored)
+  assert [float(m["loss"]) for m in first + rest] == [
+      float(m["loss"]) for m in history]
+  h.assert_trees_equal(jax.device_get(resumed), jax.device_get(straight))
 
 
 @pytest.mark.parametrize("scan_layers", [False, True])
@@ -98,9 +142,16 @@ def test_remat_gives_the_same_values_and_gradients(scan_layers):
                                atol=1e-5 * float(np.abs(want).max()))
 
 
-def test_eval_is_deterministic(tiny, tiny_outputs):
-  again = tiny.forward(tiny.params, tiny.ms, tiny.pan, tiny.lms)
-  h.assert_trees_equal(again, tiny_outputs)
+def test_separately_built_models_agree_bitwise(tiny, tiny_outputs):
+  """A second model, built, initialised from the same seed and compiled on
+  its own, has the same params and eval outputs, bit for bit."""
+  model = h.build(4)
+  params = jax.jit(model.init)(h.key(0), tiny.ms, tiny.pan)["params"]
+  h.assert_trees_equal(params, tiny.init_params)
+  # The same program as tiny.forward (inputs as arguments, not constants).
+  forward = jax.jit(lambda p, ms, pan, lms: model.apply({"params": p}, ms, pan, lms))
+  outputs = forward(h.wake_heads(params), tiny.ms, tiny.pan, tiny.lms)
+  h.assert_trees_equal(outputs, tiny_outputs)
 
 
 def test_bf16_compute_keeps_float32_params(tiny, tiny_outputs):

@@ -1,4 +1,7 @@
-"""Output shapes for every size and band count; the untrained identity."""
+"""Output shapes for every size and band count; the untrained identity; the
+docs on which sizes pool their attention."""
+
+import os
 
 import flax.linen as nn
 import jax
@@ -7,6 +10,8 @@ import numpy as np
 import pytest
 import model_helpers as h
 from model_helpers import HEIGHT, WIDTH
+
+from pansharp_jax.models import sizes
 
 
 @pytest.mark.parametrize("bands", [3, 4, 8])
@@ -53,3 +58,36 @@ def test_untrained_model_outputs_the_interpolated_ms(tiny):
   np.testing.assert_allclose(full, tiny.lms, atol=1e-5)
   np.testing.assert_allclose(
       sr_1_2, nn.avg_pool(tiny.lms, (2, 2), (2, 2)), atol=1e-5)
+
+
+@pytest.mark.parametrize("ratio", [2, 8])
+def test_other_ratios_keep_the_three_scales(tiny, ratio):
+  """MS at 1/2 or 1/8 of the PAN: outputs are still at 1/4, 1/2 and full PAN
+  resolution, and the untrained model still gives the interpolated MS (the
+  1/4 head starts from the pooled lms, as the MS is not at 1/4)."""
+  _, pan, lms = h.inputs(seed=3, height=32)
+  ms = nn.avg_pool(lms, (ratio, ratio), (ratio, ratio))
+  sr_1_4, sr_1_2, full = tiny.forward(tiny.init_params, ms, pan, lms)
+  quarter = nn.avg_pool(lms, (4, 4), (4, 4))
+  np.testing.assert_allclose(sr_1_4, quarter, atol=1e-5)
+  np.testing.assert_allclose(sr_1_2, nn.avg_pool(lms, (2, 2), (2, 2)), atol=1e-5)
+  np.testing.assert_allclose(full, lms, atol=1e-5)
+  with pytest.raises(ValueError, match="ratio r in"):
+    tiny.forward(tiny.init_params, ms[:, :3], pan, lms)
+
+
+def test_docs_say_which_sizes_pool_their_attention():
+  """README and docs/models.md name the sizes whose cross attention is not
+  over every pixel, with their pooling, as models/sizes.py sets them."""
+  root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+  # Whitespace-normalised: sentences wrap across lines.
+  read = lambda *path: " ".join(open(os.path.join(root, *path)).read().split())
+  models_md, readme = read("docs", "models.md"), read("README.md")
+  exact = [n for n, s in sizes.SIZES.items() if set(s.attn_pool) == {1}]
+  pooled = {n: s.attn_pool for n, s in sizes.SIZES.items() if n not in exact}
+  assert exact == ["base", "large"] and set(pooled) == {"tiny", "small"}
+  assert "exact over every pixel at the base and large sizes" in readme
+  assert "Cross attention is exact over every pixel only at base and large" in (
+      models_md)
+  for name, pools in pooled.items():
+    assert f"{name} pools {', '.join(f'{p}x{p}' for p in pools)}" in models_md

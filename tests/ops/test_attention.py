@@ -78,3 +78,14 @@ def test_unknown_impl_is_an_error():
   q, k, v = _qkv(4, 4)
   with pytest.raises(ValueError, match="impl"):
     attention(q, k, v, impl="flash")
+
+
+@pytest.mark.parametrize("impl", ["auto", "xla", "chunked"])
+def test_numpy_inputs_work_eagerly(impl):
+  """Called without jit, NumPy q, k, v give the JAX arrays' result."""
+  q, k, v = _qkv(20, 13)
+  got = attention(q, k, v, impl=impl, chunk_size=8)
+  np.testing.assert_allclose(
+      got, attention(*map(jnp.asarray, (q, k, v)), impl=impl, chunk_size=8),
+      rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(got, _reference(q, k, v), atol=1e-5)

@@ -17,6 +17,9 @@ def test_scan_orders():
                                        [5, 2, 4, 1, 3, 0]])
   for k in (1, 2):
     np.testing.assert_array_equal(ops.cross_scan(x, k)[:, 0, :, 0], seqs[:k])
+  # The last two orders are the first two run backwards.
+  assert ops.reversed_orders(4) == (False, False, True, True)
+  assert ops.reversed_orders(2) == (False, False)
 
 
 @pytest.mark.parametrize("directions", [1, 2, 4])

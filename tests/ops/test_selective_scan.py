@@ -285,3 +285,26 @@ def test_bad_arguments_are_named():
     ops.selective_scan(**inputs, method="parallel")
   with pytest.raises(ValueError, match="chunk_size"):
     ops.selective_scan(**inputs, method="chunked", chunk_size=0)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("delta_softplus", [False, True])
+@pytest.mark.parametrize("method", METHODS)
+def test_numpy_and_jax_inputs_alike(method, delta_softplus, reverse):
+  """Called eagerly (no jit, so no tracers), NumPy inputs give the JAX
+  inputs' result, with and without every optional array."""
+  inputs = make_inputs(11, 2, 9, 3, 4, **{**FULL,
+                                          "delta_softplus": delta_softplus})
+  options = dict(delta_softplus=delta_softplus, reverse=reverse,
+                 return_last_state=True, method=method, chunk_size=4)
+  arrays = {k: v for k, v in inputs.items() if k != "delta_softplus"}
+  as_jax = {k: None if v is None else jnp.asarray(v) for k, v in arrays.items()}
+  y_ref, state_ref = reference(**inputs, reverse=reverse)
+  for given in (arrays, as_jax):
+    y, state = ops.selective_scan(**given, **options)
+    assert_close(y, y_ref, 1e-5)
+    assert_close(state, state_ref, 1e-5)
+  bare = {k: arrays[k] for k in ("u", "delta", "A", "B", "C")}
+  y_bare = ops.selective_scan(**bare, **{**options, "return_last_state": False})
+  assert_close(y_bare, reference(**bare, delta_softplus=delta_softplus,
+                                 reverse=reverse)[0], 1e-5)

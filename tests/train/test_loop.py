@@ -1,5 +1,5 @@
 """The loop end to end: exact resume after kill -9 and after SIGTERM, rerunning a
-finished run, and stopping on a non-finite loss."""
+finished run, stopping on a non-finite loss, and a non-finite validation metric."""
 
 import json
 import os
@@ -14,6 +14,7 @@ import orbax.checkpoint as ocp
 import pytest
 import train_tiny
 
+from pansharp_jax import evaluate
 from pansharp_jax.data import sources
 from pansharp_jax.train import checkpoint, loop
 
@@ -173,3 +174,35 @@ def test_nonfinite_loss_stops_after_max_in_a_row(tmp_path, monkeypatch):
   manager.close()
   assert int(raw["step"]) == 2 and int(raw["nonfinite"]) == 2
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(raw["params"]))
+
+
+def test_non_finite_validation_metric_is_never_the_best(tmp_path, monkeypatch,
+                                                        caplog):
+  """A NaN first validation exports no best model and is logged as such."""
+  summarize = evaluate.summarize
+
+  def nan_psnr(rows):
+    summary = summarize(rows)
+    summary["model"]["psnr"] = float("nan")
+    return summary
+
+  monkeypatch.setattr(evaluate, "summarize", nan_psnr)
+  config = train_tiny.config(num_train_steps=1, eval_every=1)
+  with caplog.at_level("WARNING"):
+    loop.train_and_evaluate(config, str(tmp_path))
+  assert checkpoint.restore_best(str(tmp_path), None) is None
+  assert "Validation psnr is nan at step 1; not kept as the best" in caplog.text
+
+
+def test_warmup_in_epochs_counts_the_train_split_and_batch(tmp_path):
+  """8 training samples in batches of 8 (picked by the memory probe): a
+  3-epoch warmup is 3 steps."""
+  config = train_tiny.config(num_train_steps=2, log_every=1, eval_every=100,
+                             batch_size=-1)
+  config.probe.max_batch_size = 8
+  config.optim.warmup_steps = 0
+  config.optim.warmup_epochs = 3.0
+  loop.train_and_evaluate(config, str(tmp_path))
+  with open(tmp_path / "metrics.jsonl") as f:
+    lrs = [r["lr"] for r in map(json.loads, f) if r["split"] == "train"]
+  assert lrs == pytest.approx([config.optim.lr / 3, 2 * config.optim.lr / 3])

@@ -1,9 +1,9 @@
 """The memory probe: candidates, a pick that fits the budget, its table."""
 
 import json
+import types
 
 import jax
-import numpy as np
 import pytest
 import train_tiny
 
@@ -67,6 +67,35 @@ def test_probe_fails_clearly_when_nothing_fits(probe_setup):
   assert len(error.value.result.measurements) == 3
 
 
-def test_device_memory_is_empty_where_the_device_reports_none():
+def test_cpu_budget_comes_from_the_config():
+  """CPU devices report no memory: the budget is probe.cpu_budget_gb."""
+  config = train_tiny.config()
+  config.probe.cpu_budget_gb = 2.0
+  config.probe.memory_fraction = 0.25
   assert memory.device_memory() == {}
-  assert np.isfinite(memory.budget(train_tiny.config()).bytes)
+  plan = memory.budget(config)
+  assert (plan.limit, plan.source) == (2 * memory.GIB, "probe.cpu_budget_gb")
+  assert plan.bytes == memory.GIB // 2
+
+
+def _fake_devices(*stats):
+  return [types.SimpleNamespace(memory_stats=lambda s=s: s,
+                                device_kind="Fake GPU") for s in stats]
+
+
+def test_reported_memory_sets_the_budget_and_the_readings(monkeypatch):
+  """Devices that report memory: the tightest limit is the budget (not the
+  config's CPU figure); the readings are the fullest device's, in GiB."""
+  gib = memory.GIB
+  monkeypatch.setattr(jax, "local_devices", lambda: _fake_devices(
+      {"bytes_in_use": 3 * gib, "peak_bytes_in_use": 5 * gib,
+       "bytes_limit": 80 * gib},
+      {"bytes_in_use": 4 * gib, "peak_bytes_in_use": 4 * gib,
+       "bytes_limit": 40 * gib}))
+  config = train_tiny.config()
+  config.probe.memory_fraction = 0.5
+  plan = memory.budget(config)
+  assert (plan.limit, plan.bytes, plan.source) == (
+      40 * gib, 20 * gib, "Fake GPU bytes_limit")
+  assert memory.device_memory() == {"mem_in_use_gb": 4.0, "mem_peak_gb": 5.0,
+                                    "mem_limit_gb": 40.0}

@@ -1,0 +1,136 @@
+"""config_checks.validate: every field of configs/common.py outside its value
+domain is a ConfigError that names the field, before anything runs."""
+
+import re
+
+import pytest
+
+from configs import common, default
+from pansharp_jax import config_checks
+
+
+def _set(config, field, value):
+  *path, name = field.split(".")
+  section = config
+  for part in path:
+    section = section[part]
+  section[name] = value
+
+
+# (field, bad value, what the message says), for configs/default.py.
+BAD = [
+    ("seed", -1, "must be in [0, 2**32)"),
+    ("data.ratio", 3, "must be 2, 4 or 8"),
+    ("data.image_size", 66, "positive multiple of 4 and of data.ratio"),
+    ("data.num_bands", 5, "must be 3, 4 or 8"),
+    ("data.sensor", "nope", "unknown sensor"),
+    ("data.source", "ftp", "must be one of synthetic, photo"),
+    ("data.max_value", 0.0, "must be positive"),
+    ("data.worker_count", -1, "must be >= 0"),
+    ("data.synthetic.scene_size", 30, "positive multiple of 4 and of data.ratio"),
+    ("data.synthetic.scene_size", 32, "smaller than data.image_size=64"),
+    ("data.synthetic.num_train", 0, "must be >= 1"),
+    ("data.synthetic.num_val", 0, "must be >= 1"),
+    ("data.synthetic.num_test", 0, "must be >= 1"),
+    ("data.synthetic.cache_mb", -1, "must be >= 0"),
+    ("data.augment.jitter", 1.0, "must be in [0, 1)"),
+    ("model.name", "resnet", "must be one of pansharpener"),
+    ("model.dtype", "float16", "must be one of float32, bfloat16"),
+    ("model.depth", -1, "must be 0 (the size's depth) or positive"),
+    ("model.size", "huge", "must be one of tiny, small, base, large"),
+    ("model.directions", 3, "must be one of 1, 2, 4"),
+    ("model.scan_method", "parallel", "must be one of auto, associative"),
+    ("model.scan_chunk", 0, "must be >= 1"),
+    ("model.attn_impl", "flash", "must be one of auto, cudnn, xla, chunked"),
+    ("model.attn_chunk", 0, "must be >= 1"),
+    ("model.dropout", 1.0, "must be in [0, 1)"),
+    ("model.world.preset", "most", "must be one of none, core, full"),
+    ("model.world.wsm_reset_every", -1, "must be >= 0"),
+    ("model.world.dca_points", 0, "must be >= 1"),
+    ("model.world.dca_weight", -0.1, "must be >= 0"),
+    ("model.world.patch_size", 0, "must be >= 1"),
+    ("model.world.patch_overlap", 1.0, "must be in [0, 1)"),
+    ("model.world.patch_alpha", 1.5, "must be in [0, 1]"),
+    ("loss.l1", -1.0, "must be >= 0"),
+    ("loss.gradient", -1.0, "must be >= 0"),
+    ("loss.ssim", -1.0, "must be >= 0"),
+    ("loss.edge", -1.0, "must be >= 0"),
+    ("loss.fft", -1.0, "must be >= 0"),
+    ("loss.dsc", -1.0, "must be >= 0"),
+    ("loss.wacx", -1.0, "must be >= 0"),
+    ("loss.scale_weights", (1.0, 0.5), "3 non-negative weights"),
+    ("loss.scale_weights", (1.0, -0.5, 0.25), "3 non-negative weights"),
+    ("optim.lr", 0.0, "must be positive"),
+    ("optim.ema_decay", 1.0, "must be in [0, 1)"),
+    ("optim.weight_decay", -1e-4, "must be >= 0"),
+    ("optim.b1", 1.0, "must be in [0, 1)"),
+    ("optim.b2", -0.1, "must be in [0, 1)"),
+    ("optim.clip_norm", 0.0, "must be positive"),
+    ("optim.warmup_steps", -1, "must be >= 0"),
+    ("optim.min_lr", 1.0, "must be in [0, optim.lr = 0.002]"),
+    ("optim.restart_period", -1, "must be >= 0"),
+    ("optim.restart_mult", 0, "must be >= 1"),
+    ("optim.warmup_epochs", -1.0, "must be >= 0"),
+    ("optim.restart_period_epochs", -1.0, "must be >= 0"),
+    ("optim.grad_accum_steps", 0, "must be >= 1"),
+    ("optim.plateau.factor", 1.0, "must be in (0, 1)"),
+    ("optim.plateau.patience", -1, "must be >= 0"),
+    ("optim.plateau.window", 0, "must be >= 1"),
+    ("optim.plateau.cooldown", -1, "must be >= 0"),
+    ("batch_size", 0, "must be positive, or -1"),
+    ("num_train_steps", 0, "must be positive"),
+    ("log_every", 0, "must be positive"),
+    ("eval_every", 0, "must be positive"),
+    ("checkpoint_every", 0, "must be positive"),
+    ("eval_batch_size", 0, "must be positive"),
+    ("best_metric", "qnr", "must be a validation metric"),
+    ("best_mode", "avg", "must be max or min"),
+    ("keep_checkpoints", 0, "must be >= 1"),
+    ("max_nonfinite", 0, "must be >= 1"),
+    ("predict.tile_size", 24, "0 or a positive multiple of 4 x data.ratio = 16"),
+    ("predict.overlap", 6, "-1 or a non-negative multiple of data.ratio = 4"),
+    ("predict.batch_size", -1, "must be >= 0"),
+    ("probe.memory_fraction", 0.0, "must be in (0, 1]"),
+    ("probe.cpu_budget_gb", 0.0, "must be positive"),
+    ("probe.max_batch_size", 0, "must be >= 1"),
+    ("adapt.steps", -1, "must be 0 or positive"),
+    ("adapt.batch_size", -1, "must be 0 or positive"),
+    ("adapt.crop_size", 30, "must be a multiple of 4 x data.ratio = 16"),
+    ("adapt.lr", 0.0, "must be positive"),
+    ("adapt.spatial_weight", -0.1, "must be 0 or positive"),
+    ("adapt.eval_tiles", 0, "must be positive"),
+]
+
+
+@pytest.mark.parametrize("field, value, message", BAD,
+                         ids=[f"{f}={v}" for f, v, _ in BAD])
+def test_value_outside_its_domain_names_the_field(field, value, message):
+  config = default.get_config()
+  _set(config, field, value)
+  with pytest.raises(config_checks.ConfigError,
+                     match=rf"^config\.{field}: .*{re.escape(message)}"):
+    config_checks.validate(config)
+
+
+# Fields any value of whose type is valid: switches, and paths that the data
+# sources check when they open them; data.seed follows seed.
+FREE = {"data.seed", "data.root", "data.train_file", "data.val_file", "data.test_file",
+        "data.augment.flips", "data.augment.rot90", "model.remat",
+        "model.scan_layers", "model.world.wsm", "model.world.dca",
+        "model.world.dsc", "model.world.wacx", "model.world.patch_prior",
+        "optim.plateau.enabled", "probe.confirm"}
+
+
+def _fields(tree, prefix=""):
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      yield from _fields(value, f"{prefix}{key}.")
+    else:
+      yield prefix + key
+
+
+def test_every_field_of_common_is_checked_or_free():
+  """Going through configs/common.py field by field: each has a case above."""
+  checked = {field for field, _, _ in BAD}
+  fields = set(_fields(common.get_base_config().to_dict()))
+  assert fields - checked - FREE == set()

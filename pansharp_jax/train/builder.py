@@ -26,9 +26,13 @@ def make_init(config, model, optimizer, mesh):
   sample = {"ms": np.zeros((1, size // ratio, size // ratio, bands), np.float32),
             "pan": np.zeros((1, size, size, 1), np.float32),
             "lms": np.zeros((1, size, size, bands), np.float32)}
+  # The program is ~150 random initialisers run once: XLA:CPU spends ~3x
+  # longer optimising its code (over a minute for the tiny model) than
+  # compiling it plainly, for no time worth saving at run time.
   return jax.jit(
       lambda rng: state_lib.init_state(model, optimizer, sample, rng),
-      out_shardings=parallel.replicated(mesh))
+      out_shardings=parallel.replicated(mesh),
+      compiler_options={"xla_backend_optimization_level": 0})
 
 
 def make_model_and_optimizer(config):

@@ -67,7 +67,7 @@ BAD = [
     ("optim.b2", -0.1, "must be in [0, 1)"),
     ("optim.clip_norm", 0.0, "must be positive"),
     ("optim.warmup_steps", -1, "must be >= 0"),
-    ("optim.min_lr", 1.0, "must be in [0, optim.lr = 0.002]"),
+    ("optim.min_lr", 1.0, f"must be in [0, optim.lr = {default.get_config().optim.lr}]"),
     ("optim.restart_period", -1, "must be >= 0"),
     ("optim.restart_mult", 0, "must be >= 1"),
     ("optim.warmup_epochs", -1.0, "must be >= 0"),

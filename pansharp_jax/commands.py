@@ -11,6 +11,7 @@ import numpy as np
 from pansharp_jax import evaluate as evaluate_lib
 from pansharp_jax import inference
 from pansharp_jax import predict as predict_lib
+from pansharp_jax import scene_metrics
 from pansharp_jax.data import pipeline, sources
 from pansharp_jax.train import loop, memory
 
@@ -44,15 +45,19 @@ def evaluate(config, workdir: str, split: str = "val") -> dict:
 
 def predict(config, workdir: str, ms_path: str, pan_path: str, out_path: str,
             *, weights: str = "latest", progress: bool = True) -> str:
-  """Fuses a whole MS + PAN scene into `out_path` (tiles from config.predict)."""
+  """Fuses a whole MS + PAN scene into `out_path` (tiles, nodata and output
+  from config.predict) and scores it into `<out>_metrics.json`."""
   options = predict_lib.options_from_config(config)
   scene = predict_lib.open_scene(config, ms_path, pan_path)
   try:
     restored = inference.restore(config, workdir, weights, "predict with")
-    look = predict_lib.predict_scene(scene, restored.batch_fn(), options,
-                                     out_path, progress)
+    look = predict_lib.predict_scene(scene, restored.batch_fn(), options, out_path,
+                                     config.predict.compress, progress)
+    scores = scene_metrics.write_metrics(scene, out_path, sensor=config.data.sensor,
+                                         baselines=config.predict.baselines,
+                                         progress=progress)
   finally:
     scene.close()
   print(f"wrote {out_path} ({scene.height}x{scene.width}, {scene.num_bands} bands, "
-        f"{np.dtype(scene.dtype).name}) and {look}")
+        f"{np.dtype(scene.dtype).name}), {look} and {scores}")
   return out_path

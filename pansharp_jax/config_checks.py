@@ -1,7 +1,9 @@
 """Checks a resolved config before anything runs; each failure names the field."""
 
+import math
+
 from pansharp_jax import metrics
-from pansharp_jax.data import wald
+from pansharp_jax.data import scene, wald
 from pansharp_jax.errors import ConfigError
 
 _SOURCES = ("synthetic", "photo", "h5", "geotiff")
@@ -65,3 +67,14 @@ def validate(config) -> None:
   _require(float(config.optim.lr) > 0, "optim.lr", "must be positive")
   _require(0 <= float(config.optim.ema_decay) < 1, "optim.ema_decay",
            "must be in [0, 1)")
+  _check_predict(config.predict)
+
+
+def _check_predict(predict) -> None:
+  """The output and nodata fields of --mode=predict (tiling is checked with
+  the training crop size, in predict.options_from_config; ml_collections
+  keeps the booleans boolean)."""
+  _require(predict.compress in scene.COMPRESSIONS, "predict.compress",
+           f"must be one of {', '.join(scene.COMPRESSIONS)}, got {predict.compress!r}")
+  _require(predict.nodata is None or not math.isinf(predict.nodata), "predict.nodata",
+           f"must be a number, nan or None, got {predict.nodata}")

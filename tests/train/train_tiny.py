@@ -13,6 +13,7 @@ runs main.py with this model in place of the registry's.
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from configs import default
 
@@ -45,6 +46,18 @@ class TinyNet(nn.Module):
     full = jax.nn.sigmoid(nn.Conv(self.num_bands, (3, 3))(y) + logit)
     half = nn.avg_pool(full, (2, 2), (2, 2))
     return nn.avg_pool(half, (2, 2), (2, 2)), half, full
+
+
+def random_variables(model, batch, seed=1, scale=0.3):
+  """Variables of `model` for `batch` ({ms, pan, lms}) with every leaf drawn
+  at random (non-zero), so every input of a model matters. The shapes come
+  from `jax.eval_shape` of the init and the values from numpy: nothing is
+  compiled (a real init compiles for a minute on a CPU)."""
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch["ms"],
+                                             batch["pan"], batch["lms"]))
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda v: (scale * rng.standard_normal(v.shape)).astype(v.dtype),
+                      shapes)
 
 
 def build(model_config, num_bands):

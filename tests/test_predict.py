@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 import rasterio
@@ -28,7 +27,6 @@ from pansharp_jax import inference, predict
 from pansharp_jax.data import checks, wald
 from pansharp_jax.data.scene import LMS_HALO, ArrayScene, GeoTiffScene, read_pair
 from pansharp_jax.models import registry
-from pansharp_jax.train import step as step_lib
 from tests.data import fixtures
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "train"))
@@ -106,11 +104,7 @@ def test_local_model_tiled_equals_one_pass():
   """1000x1300 PAN px, tiles 256 / overlap 64 (neither side a multiple)."""
   ms, pan = _scene(1000, 1300)
   scene = ArrayScene(ms, pan, 4, MAX)
-  model = train_tiny.TinyNet(num_bands=4, dropout=0.0)
-  x = scene.read_inputs(0, 0, 64, 64)
-  variables = train_tiny.random_variables(
-      model, {"ms": x.ms[None], "pan": x.pan[None], "lms": x.lms[None]})
-  fn = jax.jit(lambda b: step_lib.predict_fn(variables, b, model=model))
+  fn = train_tiny.random_predict_fn()
   options = predict.TileOptions(tile=256, overlap=64, batch=4)
   tiled = _collect(scene, fn, options)
   unit = lambda a: a.astype(np.float32) / MAX

@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 
-import jax
 import numpy as np
 import pytest
 import rasterio
@@ -21,7 +20,6 @@ from scipy import ndimage
 
 from pansharp_jax import metrics, predict, scene_metrics
 from pansharp_jax.data.scene import ArrayScene, GeoTiffScene, SceneWriter
-from pansharp_jax.train import step as step_lib
 from tests.data import fixtures
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "train"))
@@ -159,11 +157,7 @@ def test_border_looks_like_a_scene_edge_to_a_local_model():
   scene = ArrayScene(_framed(ms, border, 0), _framed(pan, border, 0, 4), 4, MAX,
                      zero_is_nodata=True)
   crop = ArrayScene(ms, pan, 4, MAX)
-  model = train_tiny.TinyNet(num_bands=4, dropout=0.0)
-  x = crop.read_inputs(0, 0, 64, 64)
-  variables = train_tiny.random_variables(
-      model, {"ms": x.ms[None], "pan": x.pan[None], "lms": x.lms[None]})
-  fn = jax.jit(lambda b: step_lib.predict_fn(variables, b, model=model))
+  fn = train_tiny.random_predict_fn()
   options = predict.TileOptions(256, 0, 1)
   fused, valid = _run(scene, fn, options)
   alone, _ = _run(crop, fn, options)

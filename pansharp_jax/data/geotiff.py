@@ -1,5 +1,7 @@
-"""TIFF and GeoTIFF basics: pixel layouts, headers, and the common area of a
-georeferenced MS + PAN pair.
+"""TIFF and GeoTIFF basics: pixel layouts, headers, the common area of a
+georeferenced MS + PAN pair (read as stored when its grids line up, else
+through a grid the MS is warped onto), and the copy into a Cloud-Optimized
+GeoTIFF.
 
 rasterio (the `[geo]` extra) is optional: `rasterio` is None without it, and
 `data/scene.py` then reads pairs with tifffile alone.

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import default
+from pansharp_jax.train import step as step_lib
 
 # main.py overrides for a run of a few seconds (one CPU device: batch 2).
 FLAGS = ["--config.data.image_size=32", "--config.data.synthetic.scene_size=32",
@@ -58,6 +59,16 @@ def random_variables(model, batch, seed=1, scale=0.3):
   rng = np.random.default_rng(seed)
   return jax.tree.map(lambda v: (scale * rng.standard_normal(v.shape)).astype(v.dtype),
                       shapes)
+
+
+def random_predict_fn(num_bands=4, ratio=4):
+  """The jitted eval forward of a TinyNet with random weights: a model of
+  local receptive field (two 3x3 convs, radius 2) for tiling tests."""
+  model = TinyNet(num_bands=num_bands, dropout=0.0)
+  z = np.zeros((1, 4 * ratio, 4 * ratio, 1), np.float32)
+  variables = random_variables(model, {"ms": np.zeros((1, 4, 4, num_bands), np.float32),
+                                       "pan": z, "lms": z.repeat(num_bands, -1)})
+  return jax.jit(lambda b: step_lib.predict_fn(variables, b, model=model))
 
 
 def build(model_config, num_bands):

@@ -17,8 +17,10 @@ import rasterio
 from rasterio import warp
 from rasterio.enums import Compression
 from scipy import ndimage
+import tifffile
 
 from pansharp_jax import metrics, predict, scene_metrics
+from pansharp_jax.data import geotiff
 from pansharp_jax.data.scene import ArrayScene, GeoTiffScene, SceneWriter
 from tests.data import fixtures
 
@@ -191,6 +193,24 @@ def test_output_is_tiled_compressed_with_overviews(tmp_path):
                                     np.repeat(np.repeat(ms, 4, 0), 4, 1))
     sizes[compress] = os.path.getsize(path)
   assert sizes["deflate"] < sizes["none"] and sizes["lzw"] < sizes["none"]
+
+
+def test_without_rasterio(tmp_path, monkeypatch):
+  """The tifffile fallback: an uncompressed TIFF with the GDAL nodata tag,
+  scored by reading it back through a memory map."""
+  monkeypatch.setattr(geotiff, "rasterio", None)
+  ms, pan = _content((24, 32))
+  scene = ArrayScene(_framed(ms, BORDER, 0), _framed(pan, BORDER, 0, 4), 4, MAX,
+                     zero_is_nodata=True)
+  out = str(tmp_path / "fused.tif")
+  predict.predict_scene(scene, _pointwise, predict.TileOptions(64, 16, 2), out,
+                        progress=False)
+  with tifffile.TiffFile(out) as tif:
+    assert tif.pages[0].tags["GDAL_NODATA"].value == "0"
+    written = tif.asarray()
+  np.testing.assert_array_equal((written == 0).all(-1), ~_framed(pan > 0, BORDER, False, 4)[..., 0])
+  result = json.load(open(scene_metrics.write_metrics(scene, out, sensor="QB", progress=False)))
+  assert result["blocks_scored"] == 3 * 4 and 0 <= result["model"]["qnr"] <= 1
 
 
 def test_ms_in_another_crs_is_resampled(tmp_path, caplog):

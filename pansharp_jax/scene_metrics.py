@@ -86,38 +86,45 @@ class BlockSums:
                                 1.0 - float(m["q2n"]))
 
 
+def _score_tile(scene, fused, methods, sums, window, sensor, kernels) -> None:
+  """Adds the blocks of the tile `window` (row, col, rows, cols) to `sums`."""
+  row, col, h, w = window
+  r, scale = scene.ratio, np.float64(scene.max_value)
+  near = _whole(_MTF_REACH, r)                       # fused pixels around the tile
+  halo = _whole(LMS_HALO * r + 2 * _MTF_REACH, r)   # inputs around it (baselines)
+  x = scene.read_inputs(row - halo, col - halo, h + 2 * halo, w + 2 * halo)
+  core = np.s_[halo:halo + h, halo:halo + w]
+  keep = x.valid[core].reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).all((1, 3))
+  if not keep.any():
+    return
+  pan = x.pan[..., 0] * scale
+  ms_up, pan_lp = x.lms[core] * scale, metrics.pan_lowpass(pan, r)[core]
+  around = np.s_[halo - near:halo + h + near, halo - near:halo + w + near]
+  for name, method in methods.items():
+    if method is None:
+      out = fused.read(row - near, col - near, h + 2 * near, w + 2 * near)
+    else:  # a flat tile may divide by zero: its NaN blocks are dropped
+      with np.errstate(divide="ignore", invalid="ignore"):
+        out = method(x.ms * scale, pan, ratio=r, sensor=sensor)[around]
+    out = nodata.fill(out.astype(np.float64), x.valid[around])
+    x_lp = wald.mtf_filter(out, kernels)[near:-near, near:-near]
+    sums[name].add(block_terms(out[near:-near, near:-near], x_lp, ms_up, pan[core], pan_lp),
+                   keep)
+
+
 def score_scene(scene: Scene, fused: FusedImage, *, sensor: str, baselines: bool = False,
                 progress: bool = True) -> dict:
   """Indices of `fused` (and of the baselines) on `scene` (module docstring)."""
-  r, scale = scene.ratio, np.float64(scene.max_value)
-  near = _whole(_MTF_REACH, r)                       # fused pixels around a tile
-  halo = _whole(LMS_HALO * r + 2 * _MTF_REACH, r)   # inputs around it (baselines)
-  kernels = wald.mtf_kernels(sensor, scene.num_bands, r)
+  kernels = wald.mtf_kernels(sensor, scene.num_bands, scene.ratio)
   methods = {"model": None, **(baselines_lib.BASELINES if baselines else {})}
   sums = {name: BlockSums() for name in methods}
   rows, cols = scene.height // BLOCK * BLOCK, scene.width // BLOCK * BLOCK
-  starts = [(y, x) for y in range(0, rows, TILE) for x in range(0, cols, TILE)]
-  for row, col in tqdm.tqdm(starts, desc="metrics", unit="tile", disable=not progress,
-                            leave=False):
-    h, w = min(TILE, rows - row), min(TILE, cols - col)
-    x = scene.read_inputs(row - halo, col - halo, h + 2 * halo, w + 2 * halo)
-    core = np.s_[halo:halo + h, halo:halo + w]
-    keep = x.valid[core].reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).all((1, 3))
-    if not keep.any():
-      continue
-    pan = x.pan[..., 0] * scale
-    ms_up, pan_lp = x.lms[core] * scale, metrics.pan_lowpass(pan, r)[core]
-    around = np.s_[halo - near:halo + h + near, halo - near:halo + w + near]
-    for name, method in methods.items():
-      if method is None:
-        out = fused.read(row - near, col - near, h + 2 * near, w + 2 * near)
-      else:
-        out = method(x.ms * scale, pan, ratio=r, sensor=sensor)[around]
-      out = nodata.fill(out.astype(np.float64), x.valid[around])
-      x_lp = wald.mtf_filter(out, kernels)[near:-near, near:-near]
-      sums[name].add(block_terms(out[near:-near, near:-near], x_lp, ms_up, pan[core],
-                                 pan_lp), keep)
-  result = {"protocol": PROTOCOL, "sensor": sensor, "ratio": r, "block": BLOCK,
+  windows = [(y, x, min(TILE, rows - y), min(TILE, cols - x))
+             for y in range(0, rows, TILE) for x in range(0, cols, TILE)]
+  for window in tqdm.tqdm(windows, desc="metrics", unit="tile", disable=not progress,
+                          leave=False):
+    _score_tile(scene, fused, methods, sums, window, sensor, kernels)
+  result = {"protocol": PROTOCOL, "sensor": sensor, "ratio": scene.ratio, "block": BLOCK,
             "blocks_in_scene": (rows // BLOCK) * (cols // BLOCK),
             "blocks_scored": sums["model"].blocks, "model": sums["model"].indices()}
   if baselines:

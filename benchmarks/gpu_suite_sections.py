@@ -223,6 +223,10 @@ def probe(ctx):
                        figures)
   with open(path) as f:
     result = json.load(f)
+  with open(record["log"], errors="replace") as f:  # the table it printed
+    figures["printed"] = "\n".join(
+        line.rstrip() for line in f if line.startswith(
+            ("|", "Memory budget", "Picked")))
   budget = result["budget"]
   figures.update(
       picked_batch=result["batch_size"],

@@ -54,7 +54,8 @@ the probe section reuses the train step the bf16 row compiled.
 --smoke: every section at toy sizes on a CPU in a few minutes (CI runs it):
 the tiny float32 model at 32 px (configs/default.py with
 gpu_suite_sections.SMOKE_CONFIG) in train_step, probe and end_to_end, so one
-train step is compiled; 256 / 1,024 tokens; L = 512 with D = 32, N = 4;
+train step is compiled (and end_to_end runs only the killed run, its
+resumption and evaluate); 256 / 1,024 tokens; L = 512 with D = 32, N = 4;
 XLA's CPU code generation at optimisation level 0. GPU-only rows (cuDNN, the
 bandwidth bound) and, without torch and a checkout, the original say
 skipped and why.

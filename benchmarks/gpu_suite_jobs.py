@@ -122,6 +122,22 @@ def _check_budget(*compiled):
                f"temporaries, over the run budget of {_run_budget() / GIB:.1f} GiB")
 
 
+def _compile_pair(fwd_call, both_call):
+  """Compiles the forward and forward+backward (each `(jitted, *args)`);
+  returns them and the row of their compile figures, marked skipped when
+  their memory would not fit the budget."""
+  fwd, both = _compile(*fwd_call), _compile(*both_call)
+  row = {"compile_fwd_s": round(fwd.compile_s, 2),
+         "compile_fwdbwd_s": round(both.compile_s, 2),
+         "temp_fwd_mib": round(fwd.temp_bytes / MIB, 1),
+         "temp_fwdbwd_mib": round(both.temp_bytes / MIB, 1)}
+  try:
+    _check_budget(fwd, both)
+  except Skip as e:
+    row.update(status="skipped", reason=str(e))
+  return fwd, both, row
+
+
 def _seconds(executable, *args, steps: int) -> float:
   """Median seconds of a call after a warm-up; one call when slow."""
   call = lambda _: executable(*args)
@@ -210,16 +226,11 @@ def _attention_row(impl, dtype, qkv, g, rows, ref, sizes):
   attend = functools.partial(attention_lib.attention, impl=impl)
   loss = lambda q, k, v, g: jnp.sum(attend(q, k, v).astype(jnp.float32) * g)
   args = [x.astype(dtype) for x in qkv]
-  fwd = _compile(jax.jit(attend), *args)
-  both = _compile(jax.jit(jax.grad(loss, argnums=(0, 1, 2))), *args, g)
-  row = {"compile_fwd_s": round(fwd.compile_s, 2),
-         "compile_fwdbwd_s": round(both.compile_s, 2),
-         "temp_fwd_mib": round(fwd.temp_bytes / MIB, 1),
-         "temp_fwdbwd_mib": round(both.temp_bytes / MIB, 1)}
-  try:
-    _check_budget(fwd, both)
-  except Skip as e:
-    return dict(row, status="skipped", reason=str(e))
+  fwd, both, row = _compile_pair(
+      (jax.jit(attend), *args),
+      (jax.jit(jax.grad(loss, argnums=(0, 1, 2))), *args, g))
+  if "status" in row:
+    return row
   out = fwd.executable(*args)[:, rows].astype(jnp.float32)
   row["max_abs_diff"] = float(jnp.max(jnp.abs(out - ref)))
   fwd_s = _seconds(fwd.executable, *args, steps=sizes.micro_steps)
@@ -285,15 +296,9 @@ def scan(job, args, sizes):
 def _scan_row(method, chunk, inputs, io, bandwidth, outputs, sizes):
   """Compiles, runs (keeping y and the gradients in `outputs`) and times."""
   fwd_fn, both_fn = common.scan_fns(method, chunk or 256)
-  fwd, both = _compile(fwd_fn, inputs), _compile(both_fn, inputs)
-  row = {"compile_fwd_s": round(fwd.compile_s, 2),
-         "compile_fwdbwd_s": round(both.compile_s, 2),
-         "temp_fwd_mib": round(fwd.temp_bytes / MIB, 1),
-         "temp_fwdbwd_mib": round(both.temp_bytes / MIB, 1)}
-  try:
-    _check_budget(fwd, both)
-  except Skip as e:
-    return dict(row, status="skipped", reason=str(e))
+  fwd, both, row = _compile_pair((fwd_fn, inputs), (both_fn, inputs))
+  if "status" in row:
+    return row
   outputs[(method, chunk)] = (fwd.executable(inputs), both.executable(inputs))
   for name, compiled, nbytes in (("fwd", fwd, io[0]), ("fwdbwd", both, io[1])):
     seconds = _seconds(compiled.executable, inputs, steps=sizes.micro_steps)

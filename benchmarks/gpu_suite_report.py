@@ -108,11 +108,11 @@ def _figures(result: dict) -> list[str]:
       value = ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
     elif isinstance(value, list):
       value = ", ".join(_fmt(v) for v in value)
-    elif isinstance(value, str) and ("\n" in value or len(value) > 300):
+    elif isinstance(value, str) and "\n" in value:
       value = "(multi-line text, in gpu_suite.json)"
     else:
       value = _fmt(value)
-    lines.append(f"- {key}: {_cell(value, 400)}")
+    lines.append(f"- {key}: {_cell(value, 800)}")
   return lines
 
 

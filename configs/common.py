@@ -123,6 +123,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   predict.tile_size = 0          # tile side in PAN px, a multiple of 4 x ratio (0: data.image_size)
   predict.overlap = -1           # blended overlap in PAN px, a multiple of ratio (-1: a quarter tile)
   predict.batch_size = 0         # tiles per model call (0: eval_batch_size)
+  # Nodata value of both inputs, replacing their tags; None: the files' nodata
+  # tags, mask and alpha bands. A pixel is nodata where every band is.
+  predict.nodata = ml_collections.FieldReference(None, field_type=float)
+  predict.zero_is_nodata = False  # pixels 0 in every band are nodata too
+  predict.compress = "deflate"   # output compression: deflate | lzw | none (with a predictor)
+  predict.baselines = False      # <out>_metrics.json also scores the classical baselines
 
   # ---- scene adaptation (--mode=adapt; Z-PNN's target-adaptive fine-tuning) ----
   config.adapt = adapt = ml_collections.ConfigDict()

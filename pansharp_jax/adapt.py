@@ -59,7 +59,7 @@ def _random_origins(scene: Scene, crop: int, count: int, rng) -> list[tuple[int,
 
 
 def _batch(scene: Scene, origins, crop: int) -> dict[str, np.ndarray]:
-  tiles = [predict.tile_inputs(scene, row, col, crop) for row, col in origins]
+  tiles = [predict.model_inputs(scene, row, col, crop)[0] for row, col in origins]
   return {k: np.stack([t[k] for t in tiles]) for k in tiles[0]}
 
 

@@ -4,18 +4,18 @@ Inputs are checked first (config, files, checkpoint folders), so a mistake
 ends in one line before any model is built or compiled.
 """
 
+import json
 import os
+import shutil
 
 import numpy as np
-
-import json
-import shutil
 
 from pansharp_jax import adapt as adapt_lib
 from pansharp_jax import curves
 from pansharp_jax import evaluate as evaluate_lib
 from pansharp_jax import inference
 from pansharp_jax import predict as predict_lib
+from pansharp_jax import scene_metrics
 from pansharp_jax.data import pipeline, sources
 from pansharp_jax.train import loop, memory
 
@@ -63,45 +63,51 @@ def evaluate(config, workdir: str, split: str = "val", *,
 
 def predict(config, workdir: str, ms_path: str, pan_path: str, out_path: str,
             *, weights: str = "latest", progress: bool = True) -> str:
-  """Fuses a whole MS + PAN scene into `out_path` (tiles from config.predict)."""
+  """Fuses a whole MS + PAN scene into `out_path` (tiles, nodata and output
+  from config.predict) and scores it into `<out>_metrics.json`."""
   options = predict_lib.options_from_config(config)
   scene = predict_lib.open_scene(config, ms_path, pan_path)
   try:
     restored = inference.restore(config, workdir, weights, "predict with")
-    look = predict_lib.predict_scene(scene, restored.batch_fn(), options,
-                                     out_path, progress)
+    _fuse(config, scene, restored, options, out_path, progress)
   finally:
     scene.close()
-  _wrote(out_path, scene, look)
   return out_path
 
 
 def adapt(config, workdir: str, ms_path: str, pan_path: str, out_path: str,
           *, weights: str = "latest", progress: bool = True) -> dict:
-  """Fine-tunes the model on the scene (adapt.py), then fuses it as predict
-  does; `<out>_metrics.json` holds the full-resolution indices before and
-  after adaptation."""
+  """Fine-tunes the model on the scene (adapt.py), then fuses and scores it
+  as predict does; `<out>_metrics.json` also holds the full-resolution
+  indices on the adaptation's fixed tiles before and after."""
   options = predict_lib.options_from_config(config)
   scene = predict_lib.open_scene(config, ms_path, pan_path)
   try:
     restored = inference.restore(config, workdir, weights, "adapt")
     adapted, summary = adapt_lib.adapt_scene(restored, scene, config,
                                              progress=progress)
-    look = predict_lib.predict_scene(scene, adapted.batch_fn(), options,
-                                     out_path, progress)
+    metrics_path = _fuse(config, scene, adapted, options, out_path, progress)
   finally:
     scene.close()
   summary = {"weights": weights, "step": restored.step, **summary}
-  path = os.path.splitext(out_path)[0] + "_metrics.json"
-  with open(path, "w") as f:
-    json.dump(summary, f, indent=2)
+  with open(metrics_path) as f:
+    scores = json.load(f)
+  with open(metrics_path, "w") as f:
+    json.dump({**scores, "adaptation": summary}, f, indent=2)
   print(f"adapted in {summary['steps']} steps ({summary['seconds']} s): QNR "
         f"{summary['before']['qnr']:.4f} -> {summary['after']['qnr']:.4f} on "
         f"{summary['tiles']} tiles")
-  _wrote(out_path, scene, look)
   return summary
 
 
-def _wrote(out_path, scene, look):
+def _fuse(config, scene, restored, options, out_path, progress) -> str:
+  """Writes the fused scene, its quicklook and `<out>_metrics.json`; returns
+  the metrics path."""
+  look = predict_lib.predict_scene(scene, restored.batch_fn(), options, out_path,
+                                   config.predict.compress, progress)
+  scores = scene_metrics.write_metrics(scene, out_path, sensor=config.data.sensor,
+                                       baselines=config.predict.baselines,
+                                       progress=progress)
   print(f"wrote {out_path} ({scene.height}x{scene.width}, {scene.num_bands} bands, "
-        f"{np.dtype(scene.dtype).name}) and {look}")
+        f"{np.dtype(scene.dtype).name}), {look} and {scores}")
+  return scores

@@ -1,7 +1,9 @@
 """Checks a resolved config before anything runs; each failure names the field."""
 
+import math
+
 from pansharp_jax import metrics
-from pansharp_jax.data import wald
+from pansharp_jax.data import scene, wald
 from pansharp_jax.errors import ConfigError
 from pansharp_jax.models import registry, sizes, world
 from pansharp_jax.ops.attention import IMPLS
@@ -190,6 +192,10 @@ def _check_predict(predict, ratio):
            "predict.overlap", f"must be -1 or a non-negative multiple of "
            f"data.ratio = {ratio}, got {overlap}")
   _at_least(predict, "predict.", ("batch_size",), 0)
+  _require(predict.compress in scene.COMPRESSIONS, "predict.compress",
+           f"must be one of {', '.join(scene.COMPRESSIONS)}, got {predict.compress!r}")
+  _require(predict.nodata is None or not math.isinf(predict.nodata), "predict.nodata",
+           f"must be a number, nan or None, got {predict.nodata}")
 
 
 def _check_probe(probe):

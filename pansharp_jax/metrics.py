@@ -125,6 +125,9 @@ def _uiqi(x, y, block: int, step: int) -> np.ndarray:
   end = first - block + 1 or None
 
   def window_means(a):
+    h, w = a.shape[-2:]
+    if step == block and not (h % block or w % block):  # distinct tiles: block means
+      return a.reshape(a.shape[:-2] + (h // block, block, w // block, block)).mean((-3, -1))
     for axis in (-2, -1):
       a = ndimage.uniform_filter1d(a, block, axis=axis)
     return a[..., first:end:step, first:end:step]
@@ -185,7 +188,12 @@ def _to_uint16(a):
 
 
 def q2n(ref, x, block: int = 32, shift: int = 32) -> float:
-  """Q2n (Q4, Q8, ...): hypercomplex UIQI over block x block windows.
+  """Q2n (Q4, Q8, ...): the mean of `q2n_blocks`."""
+  return float(q2n_blocks(ref, x, block, shift).mean())
+
+
+def q2n_blocks(ref, x, block: int = 32, shift: int = 32) -> np.ndarray:
+  """Hypercomplex UIQI of every block x block window, `shift` apart (flat).
 
   As the toolbox's `q2n`: both images mirror-padded at the bottom/right so
   the blocks `shift` apart cover them, quantised to uint16, bands
@@ -228,9 +236,8 @@ def q2n(ref, x, block: int = 32, shift: int = 32) -> float:
   table = _hc_mul(eye[:, None, :], eye[None, :, :])  # e_i e_j, (nc, nc, nc)
   cov = n / (n - 1) * np.einsum("bij,ijk->bk", cross, table)
   with np.errstate(divide="ignore", invalid="ignore"):
-    q = np.where(var_sum == 0, mean_bias,
-                 np.linalg.norm(cov, axis=-1) * mean_bias * 2 / var_sum)
-  return float(q.mean())
+    return np.where(var_sum == 0, mean_bias,
+                    np.linalg.norm(cov, axis=-1) * mean_bias * 2 / var_sum)
 
 
 def scc(x, ref) -> float:
@@ -258,12 +265,29 @@ def scc(x, ref) -> float:
   return float(np.sum(ex * er) / norms)
 
 
-def _block_q(x, y, block: int) -> np.ndarray:
-  """Mean UIQI over distinct block x block tiles (`blockproc`) of each plane."""
+def block_uiqi(x, y, block: int) -> np.ndarray:
+  """UIQI of each distinct block x block tile (`blockproc`) of (..., H, W)
+  planes: (..., H / block, W / block)."""
   if x.shape[-2] % block or x.shape[-1] % block:
     raise ValueError(f"image size {x.shape[-2:]} is not a multiple of the "
                      f"block size {block}")
-  return _uiqi(x, y, block, block).mean((-2, -1))
+  return _uiqi(x, y, block, block)
+
+
+def _block_q(x, y, block: int) -> np.ndarray:
+  """Mean UIQI over distinct block x block tiles of each plane."""
+  return block_uiqi(x, y, block).mean((-2, -1))
+
+
+def distortion(q_a, q_b, p: float = 1) -> float:
+  """QNR's distortion of two sets of indices: the p-mean of |q_a - q_b|."""
+  return float(np.mean(np.abs(np.asarray(q_a) - q_b) ** p) ** (1 / p))
+
+
+def pan_lowpass(pan, ratio: int) -> np.ndarray:
+  """D_s's low-resolution PAN at PAN size (toolbox 1.0): MATLAB's bicubic
+  `imresize` by 1/ratio, brought back up by `interp23tap`."""
+  return wald.interp23tap(wald.bicubic_downsample(pan, ratio), ratio)
 
 
 def d_lambda(x, ms_up, block: int = 32, p: float = 1) -> float:
@@ -276,7 +300,7 @@ def d_lambda(x, ms_up, block: int = 32, p: float = 1) -> float:
   i, j = np.triu_indices(x.shape[0], 1)
   q_fused = _block_q(x[i], x[j], block)
   q_ms = _block_q(ms_up[i], ms_up[j], block)
-  return float(np.mean(np.abs(q_fused - q_ms) ** p) ** (1 / p))
+  return distortion(q_fused, q_ms, p)
 
 
 def d_s(x, ms_up, pan, ratio: int = 4, block: int = 32, q: float = 1) -> float:
@@ -288,10 +312,10 @@ def d_s(x, ms_up, pan, ratio: int = 4, block: int = 32, q: float = 1) -> float:
   """
   x, ms_up = map(_planes, _pair(x, ms_up))
   pan = np.asarray(pan, np.float64).reshape(x.shape[1:])
-  pan_lp = wald.interp23tap(wald.bicubic_downsample(pan, ratio), ratio)
+  pan_lp = pan_lowpass(pan, ratio)
   q_high = _block_q(x, np.broadcast_to(pan, x.shape), block)
   q_low = _block_q(ms_up, np.broadcast_to(pan_lp, x.shape), block)
-  return float(np.mean(np.abs(q_high - q_low) ** q) ** (1 / q))
+  return distortion(q_high, q_low, q)
 
 
 def d_lambda_khan(x, ms_up, sensor: str = "generic", ratio: int = 4,
@@ -365,5 +389,11 @@ def evaluate_full(fused, ms, pan, *, ratio: int = 4, sensor: str = "generic",
   dl = d_lambda(fused, ms_up, block)
   ds = d_s(fused, ms_up, pan, ratio, block)
   dk = d_lambda_khan(fused, ms_up, sensor, ratio, block)
+  return full_indices(dl, ds, dk)
+
+
+def full_indices(dl: float, ds: float, dk: float) -> dict[str, float]:
+  """{d_lambda, d_s, qnr, d_lambda_khan, hqnr} from D_lambda (dl), D_s (ds)
+  and Khan's D_lambda (dk)."""
   return {"d_lambda": dl, "d_s": ds, "qnr": (1 - dl) * (1 - ds),
           "d_lambda_khan": dk, "hqnr": (1 - dk) * (1 - ds)}

@@ -13,34 +13,31 @@ Memory stays bounded whatever the scene size:
   to the output GeoTIFF (windowed writes) as soon as no later tile touches them.
 The batch shape is fixed (the last batch is padded), so the model compiles once.
 
-`lms` (the MS upsampled to PAN size, as in training) is computed per tile with
-interp23tap on an MS window with a halo of `LMS_HALO` MS pixels, read from the
-scene where it exists and mirrored beyond the scene border, so every tile sees
-exactly the values a whole-scene upsampling (mirrored by the same halo)
-would give.
+`lms` (the MS upsampled to PAN size, as in training) is computed per tile
+from an MS window with a halo (`Scene.read_inputs`), so every tile sees
+exactly the values of a whole-scene upsampling.
+
+Nodata (`data/nodata.py`): a pixel is valid where the PAN and the upsampled
+MS are; the model sees invalid pixels filled by mirroring the valid ones,
+tiles without any valid pixel are skipped, and invalid pixels are written as
+the output's nodata value.
 """
 
-import contextlib
 import dataclasses
 import os
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import tqdm
 
 from pansharp_jax import quicklook
-from pansharp_jax.data import checks, geotiff, wald
-from pansharp_jax.data.scene import GeoTiffScene, Scene, SceneWriter
+from pansharp_jax.data import checks, geotiff
+from pansharp_jax.data import scene as scene_lib
+from pansharp_jax.data.scene import Scene, SceneWriter
 from pansharp_jax.errors import DataError
 
-# MS pixels read around each tile for interp23tap: its two dyadic 23-tap
-# steps reach 5.5 + 2.75 MS pixels; the rest keeps the wrap-around of the
-# filter away from the tile.
-LMS_HALO = 12
 # Longest side of the quicklook overview, in pixels.
 QUICKLOOK_SIDE = 1024
-# GDAL block cache during prediction, in MB.
-GDAL_CACHE_MB = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,18 +115,7 @@ def axis_weights(size: int, tile: int, overlap: int) -> list[np.ndarray]:
   return [w / total[s:s + length] for s, w in zip(starts, raw)]
 
 
-# ---- tile inputs ----
-
-def tile_inputs(scene: Scene, row: int, col: int, tile: int) -> dict[str, np.ndarray]:
-  """{ms, lms, pan} of the tile at PAN (row, col); see the module docstring."""
-  r, t, halo = scene.ratio, tile // scene.ratio, LMS_HALO
-  ms_halo = scene.read_ms(row // r - halo, col // r - halo, t + 2 * halo,
-                          t + 2 * halo)
-  up = wald.interp23tap(ms_halo, r)[r * halo:r * (halo + t), r * halo:r * (halo + t)]
-  return {"ms": ms_halo[halo:halo + t, halo:halo + t],
-          "lms": np.clip(up, 0.0, 1.0).astype(np.float32),
-          "pan": scene.read_pan(row, col, tile, tile)}
-
+# ---- tiled inference ----
 
 class _Overview:
   """Every `step`-th pixel of ms_up, pan and fused, for the quicklook."""
@@ -154,8 +140,6 @@ class _Overview:
     self.images[key][np.ix_(oy, ox)] = image[np.ix_(iy, ix)]
 
 
-# ---- tiled inference ----
-
 BatchFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
@@ -166,9 +150,11 @@ class _Tile(NamedTuple):
   col: int
 
 
-def _batches(tiles, size) -> Iterator[list[_Tile]]:
-  for k in range(0, len(tiles), size):
-    yield tiles[k:k + size]
+def model_inputs(scene: Scene, row: int, col: int, tile: int):
+  """({ms, lms, pan} in [0, 1] as the model takes them, valid mask) of the
+  tile at PAN (row, col)."""
+  x = scene.read_inputs(row, col, tile, tile)
+  return {"ms": x.ms, "lms": np.clip(x.lms, 0.0, 1.0), "pan": x.pan}, x.valid
 
 
 def _stack(inputs: list[dict], size: int) -> dict[str, np.ndarray]:
@@ -178,7 +164,7 @@ def _stack(inputs: list[dict], size: int) -> dict[str, np.ndarray]:
 
 
 def tiled_predict(scene: Scene, predict_batch: BatchFn, options: TileOptions,
-                  write_rows: Callable[[int, np.ndarray], None],
+                  write_rows: Callable[[int, np.ndarray, np.ndarray], None],
                   overview: _Overview | None = None, progress: bool = True) -> None:
   """Runs `predict_batch` over the scene's tiles and writes blended rows.
 
@@ -188,8 +174,9 @@ def tiled_predict(scene: Scene, predict_batch: BatchFn, options: TileOptions,
       tile, C) outputs in [0, 1]; may return a not-yet-ready jax array (the
       next batch is read while it computes).
     options: tiling.
-    write_rows: called with (first row, rows x width x C float32 in [0, 1])
-      top to bottom, each row exactly once.
+    write_rows: called with (first row, rows x width x C float32 in [0, 1],
+      rows x width valid mask) top to bottom, each row exactly once; invalid
+      pixels are 0.
     overview: collects the quicklook samples when given.
     progress: show a tqdm bar.
   """
@@ -201,53 +188,69 @@ def tiled_predict(scene: Scene, predict_batch: BatchFn, options: TileOptions,
   tiles = [_Tile(i, j, r, c) for i, r in enumerate(rows) for j, c in enumerate(cols)]
   # Rows [strip_row, strip_row + th) of the scene, still accumulating.
   strip = np.zeros((th, width, scene.num_bands), np.float32)
+  strip_valid = np.zeros((th, width), bool)
   state = {"strip_row": 0}
+  bar = tqdm.tqdm(total=len(tiles), desc="predict", unit="tile",
+                  disable=not progress, leave=False)
 
   def flush(upto: int):
-    """Writes the finished rows [strip_row, upto), slides the strip to `upto`."""
+    """Writes the finished rows [strip_row, upto), slides the strip to `upto`;
+    rows that no tile reached (skipped tiles) are written as invalid."""
     start = state["strip_row"]
-    shift = upto - start
-    done = strip[:shift].copy()
-    if len(done):
-      write_rows(start, done)
+    while start < upto:
+      n = min(upto - start, th)
+      done = np.where(strip_valid[:n, :, None], strip[:n], 0.0)
+      write_rows(start, done, strip_valid[:n].copy())
       if overview is not None:
         overview.add("fused", start, 0, done)
-    if 0 < shift < th:
-      strip[:th - shift] = strip[shift:].copy()
-    strip[max(th - shift, 0):] = 0
+      for a in (strip, strip_valid):
+        a[:th - n] = a[n:].copy()
+        a[th - n:] = 0
+      start += n
     state["strip_row"] = upto
 
-  def accumulate(tile: _Tile, output: np.ndarray):
+  def accumulate(tile: _Tile, output: np.ndarray, valid: np.ndarray):
     if tile.row != state["strip_row"]:
       flush(tile.row)
     weight = wy[tile.i][:, None, None] * wx[tile.j][None, :, None]
     strip[:, tile.col:tile.col + tw] += weight * output[:th, :tw]
+    strip_valid[:, tile.col:tile.col + tw] |= valid[:th, :tw]
 
-  def read(batch):
-    inputs = [tile_inputs(scene, tile.row, tile.col, t) for tile in batch]
-    if overview is not None:
-      for tile, x in zip(batch, inputs):
+  def batches():
+    """Groups of (tile, inputs, valid) for the model; a tile without any valid
+    pixel is skipped (every pixel it covers is invalid)."""
+    group = []
+    for tile in tiles:
+      x, valid = model_inputs(scene, tile.row, tile.col, t)
+      if overview is not None:
         overview.add("lms", tile.row, tile.col, x["lms"][:th, :tw])
         overview.add("pan", tile.row, tile.col, x["pan"][:th, :tw])
-    return _stack(inputs, options.batch)
+      if not valid.any():
+        bar.update(1)
+        continue
+      group.append((tile, x, valid))
+      if len(group) == options.batch:
+        yield group
+        group = []
+    if group:
+      yield group
 
-  bar = tqdm.tqdm(total=len(tiles), desc="predict", unit="tile",
-                  disable=not progress, leave=False)
-  batches = list(_batches(tiles, options.batch))
-  pending = None  # (tiles, output) of the batch in flight
-  next_inputs = read(batches[0])
-  for k, batch in enumerate(batches):
-    output = predict_batch(next_inputs)          # dispatched asynchronously
+  def finish(group, output):
+    for (tile, _, valid), out in zip(group, np.asarray(output)):
+      accumulate(tile, out, valid)
+    bar.update(len(group))
+
+  source = batches()
+  pending = None  # (group, output) of the batch in flight
+  group = next(source, None)
+  while group is not None:
+    output = predict_batch(_stack([x for _, x, _ in group], options.batch))  # async
     if pending is not None:
-      for tile, out in zip(pending[0], np.asarray(pending[1])):
-        accumulate(tile, out)
-      bar.update(len(pending[0]))
-    pending = (batch, output)
-    if k + 1 < len(batches):
-      next_inputs = read(batches[k + 1])         # overlaps the model call
-  for tile, out in zip(pending[0], np.asarray(pending[1])):
-    accumulate(tile, out)
-  bar.update(len(pending[0]))
+      finish(*pending)
+    pending = (group, output)
+    group = next(source, None)                   # read while the model computes
+  if pending is not None:
+    finish(*pending)
   bar.close()
   flush(height)
 
@@ -255,28 +258,33 @@ def tiled_predict(scene: Scene, predict_batch: BatchFn, options: TileOptions,
 # ---- the scene loop ----
 
 def open_scene(config, ms_path: str, pan_path: str) -> Scene:
-  """The pair, with its band count checked against the config (no pixels read)."""
-  ratio = int(config.data.ratio)
-  scene = GeoTiffScene(ms_path, pan_path, ratio, float(config.data.max_value))
-  checks.require_bands(scene.num_bands, int(config.data.num_bands), ms_path)
+  """The pair, with its band count checked against the config (no pixels
+  read) and the nodata rules of `config.predict`."""
+  scene = scene_lib.open_scene(ms_path, pan_path, int(config.data.ratio),
+                               float(config.data.max_value),
+                               nodata_value=config.predict.nodata,
+                               zero_is_nodata=bool(config.predict.zero_is_nodata))
+  try:
+    checks.require_bands(scene.num_bands, int(config.data.num_bands), ms_path)
+  except DataError:
+    scene.close()
+    raise
   return scene
 
 
 def predict_scene(scene: Scene, predict_batch: BatchFn, options: TileOptions,
-                  out_path: str, progress: bool = True) -> str:
-  """Writes the fused scene to `out_path` and its quicklook beside it; returns
-  the quicklook path."""
+                  out_path: str, compress: str = "deflate", progress: bool = True) -> str:
+  """Writes the fused scene to `out_path` (`compress`: deflate | lzw | none)
+  and its quicklook beside it; returns the quicklook path."""
   overview = _Overview(scene)
-  # GDAL's block cache defaults to 5% of the RAM and would keep every output
-  # block written; a small cache keeps memory flat in the scene size.
-  env = (geotiff.rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
-         if geotiff.rasterio is not None else contextlib.nullcontext())
-  with env:
-    writer = SceneWriter(out_path, scene)
+  with geotiff.small_cache():
+    writer = SceneWriter(out_path, scene, compress)
     try:
       tiled_predict(scene, predict_batch, options, writer.write, overview, progress)
-    finally:
-      writer.close()
+    except BaseException:
+      writer.close(keep=False)
+      raise
+    writer.close()
   look = os.path.splitext(out_path)[0] + "_quicklook.png"
   quicklook.write_quicklook(look, overview.images["lms"], overview.images["pan"],
                             overview.images["fused"])

@@ -96,6 +96,24 @@ def geotiff_no_overlap_predict(root):
           f"{ms}, {pan}: extents do not overlap")
 
 
+def geotiff_other_crs_no_overlap_predict(root):
+  """An MS in another CRS is resampled, unless it lies elsewhere: the same
+  coordinates in the next UTM zone are some 500 km away."""
+  ms, _ = fixtures.geotiff_pair(str(root))
+  fixtures.geotiff(str(root / "MS" / "scene.tif"), ms, crs="EPSG:32634")
+  ms, pan = root / "MS" / "scene.tif", root / "PAN" / "scene.tif"
+  return (["--mode=predict", f"--ms={ms}", f"--pan={pan}", f"--out={root}/f.tif"],
+          f"{ms}, {pan}: extents do not overlap")
+
+
+def nodata_outside_dtype_predict(root):
+  fixtures.geotiff_pair(str(root))
+  ms, pan = root / "MS" / "scene.tif", root / "PAN" / "scene.tif"
+  return (["--mode=predict", f"--ms={ms}", f"--pan={pan}", f"--out={root}/f.tif",
+           "--config.predict.nodata=-9999"],
+          f"{ms}: config.predict.nodata=-9999 cannot occur in uint16 data")
+
+
 def wrong_dtype_range(root):
   fixtures.geotiff_pair(str(root), max_value=4095)
   return _geo(root), (f"{root}/MS/scene.tif: wrong dtype range: values up to "
@@ -121,8 +139,9 @@ def adapt_flags_missing(root):
 @pytest.mark.parametrize("make_case", [
     missing_folder, unmatched_names, wrong_band_count, pan_not_ratio_times_ms,
     corrupt_image, nan_values, empty_split, h5_missing_key,
-    geotiff_no_overlap_predict, geotiff_no_overlap_adapt, wrong_dtype_range,
-    predict_flags_missing, adapt_flags_missing])
+    geotiff_no_overlap_predict, geotiff_no_overlap_adapt,
+    geotiff_other_crs_no_overlap_predict, nodata_outside_dtype_predict,
+    wrong_dtype_range, predict_flags_missing, adapt_flags_missing])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, make_case):
   overrides, message = make_case(tmp_path / "data")
   args = [sys.executable, "main.py", "--config", "configs/default.py",

@@ -93,6 +93,8 @@ BAD = [
     ("probe.memory_fraction", 0.0, "must be in (0, 1]"),
     ("probe.cpu_budget_gb", 0.0, "must be positive"),
     ("probe.max_batch_size", 0, "must be >= 1"),
+    ("predict.compress", "zip", "must be one of deflate, lzw, none"),
+    ("predict.nodata", float("inf"), "must be a number, nan or None"),
     ("adapt.steps", -1, "must be 0 or positive"),
     ("adapt.batch_size", -1, "must be 0 or positive"),
     ("adapt.crop_size", 30, "must be a multiple of 4 x data.ratio = 16"),
@@ -118,7 +120,8 @@ FREE = {"data.seed", "data.root", "data.train_file", "data.val_file", "data.test
         "data.augment.flips", "data.augment.rot90", "model.remat",
         "model.scan_layers", "model.world.wsm", "model.world.dca",
         "model.world.dsc", "model.world.wacx", "model.world.patch_prior",
-        "optim.plateau.enabled", "probe.confirm"}
+        "optim.plateau.enabled", "probe.confirm", "predict.zero_is_nodata",
+        "predict.baselines"}
 
 
 def _fields(tree, prefix=""):

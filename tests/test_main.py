@@ -65,6 +65,9 @@ def test_train_end_to_end_writes_everything(tmp_path):
     ("--config.data.image_size=abc", "--config.data.image_size=abc"),
     ("--config.model.dtype=float16", "config.model.dtype: must be one of"),
     ("--config.model.size=huge", "config.model.size: must be one of"),
+    ("--config.predict.compress=zip",
+     "config.predict.compress: must be one of deflate, lzw, none, got 'zip'"),
+    ("--config.predict.nodata=inf", "config.predict.nodata: must be a number, nan or None"),
 ])
 def test_bad_overrides_give_one_line_error(tmp_path, override, message):
   result = run_main("--workdir", str(tmp_path), override, timeout=120)

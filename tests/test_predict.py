@@ -14,20 +14,19 @@ anywhere exactly. Two properties are tested instead:
   tile has weight 1.
 """
 
+import json
 import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 import rasterio
 
 from pansharp_jax import inference, predict
 from pansharp_jax.data import checks, wald
-from pansharp_jax.data.scene import ArrayScene, GeoTiffScene, read_pair
+from pansharp_jax.data.scene import LMS_HALO, ArrayScene, GeoTiffScene, read_pair
 from pansharp_jax.models import registry
-from pansharp_jax.train import step as step_lib
 from tests.data import fixtures
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "train"))
@@ -43,7 +42,7 @@ def _scene(h, w, bands=4, seed=0):
   return ms, pan
 
 
-def _upsample_whole(ms, ratio=4, halo=predict.LMS_HALO):
+def _upsample_whole(ms, ratio=4, halo=LMS_HALO):
   """The lms a tile must match: interp23tap of the whole MS (in [0, 1])
   after mirroring `halo` pixels on every side, cropped back, clipped."""
   padded = np.pad(ms, ((halo, halo), (halo, halo), (0, 0)), mode="symmetric")
@@ -54,7 +53,7 @@ def _upsample_whole(ms, ratio=4, halo=predict.LMS_HALO):
 def _collect(scene, batch_fn, options):
   rows = []
   predict.tiled_predict(scene, batch_fn, options,
-                        lambda r, x: rows.append((r, x.copy())), progress=False)
+                        lambda r, x, valid: rows.append((r, x.copy())), progress=False)
   assert [r for r, _ in rows] == sorted(r for r, _ in rows)
   out = np.concatenate([x for _, x in rows])
   assert out.shape == (scene.height, scene.width, scene.num_bands)
@@ -94,24 +93,18 @@ def test_tile_lms_matches_whole_scene():
   scene = ArrayScene(ms, pan, 4, MAX)
   whole = _upsample_whole(ms / np.float32(MAX), 4)
   for row, col in [(0, 0), (72, 136), (200 - 128, 264 - 128)]:
-    x = predict.tile_inputs(scene, row, col, 128)
-    np.testing.assert_allclose(x["lms"], whole[row:row + 128, col:col + 128], atol=1e-6)
-    np.testing.assert_array_equal(x["pan"], pan[row:row + 128, col:col + 128] / np.float32(MAX))
+    x = scene.read_inputs(row, col, 128, 128)
+    np.testing.assert_allclose(np.clip(x.lms, 0, 1), whole[row:row + 128, col:col + 128],
+                               atol=1e-6)
+    np.testing.assert_array_equal(x.pan, pan[row:row + 128, col:col + 128] / np.float32(MAX))
+    assert x.valid.all()
 
 
 def test_local_model_tiled_equals_one_pass():
   """1000x1300 PAN px, tiles 256 / overlap 64 (neither side a multiple)."""
   ms, pan = _scene(1000, 1300)
   scene = ArrayScene(ms, pan, 4, MAX)
-  model = train_tiny.TinyNet(num_bands=4, dropout=0.0)
-  x = predict.tile_inputs(scene, 0, 0, 64)
-  variables = model.init(jax.random.PRNGKey(0), x["ms"][None], x["pan"][None], x["lms"][None])
-  # Random (non-zero) weights everywhere, so every input matters.
-  leaves, tree = jax.tree.flatten(variables)
-  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
-  variables = jax.tree.unflatten(tree, [
-      0.3 * jax.random.normal(k, v.shape) for k, v in zip(keys, leaves)])
-  fn = jax.jit(lambda b: step_lib.predict_fn(variables, b, model=model))
+  fn = train_tiny.random_predict_fn()
   options = predict.TileOptions(tile=256, overlap=64, batch=4)
   tiled = _collect(scene, fn, options)
   unit = lambda a: a.astype(np.float32) / MAX
@@ -131,15 +124,8 @@ def tiny_pansharpener():
   model = registry.build_model(config.model, 4)
   x = {"ms": np.zeros((1, 8, 8, 4), np.float32), "pan": np.zeros((1, 32, 32, 1), np.float32),
        "lms": np.zeros((1, 32, 32, 4), np.float32)}
-  # Random values in the init's shapes (compiling the real init takes a
-  # minute on a CPU); the real heads start at zero (output = lms), these do not.
-  shapes = jax.eval_shape(lambda: model.init(
-      jax.random.PRNGKey(0), x["ms"], x["pan"], x["lms"]))
-  leaves, tree = jax.tree.flatten(shapes)
-  keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
-  variables = jax.tree.unflatten(tree, [
-      0.1 * jax.random.normal(k, v.shape, v.dtype) for k, v in zip(keys, leaves)])
-  return model, variables
+  # The real heads start at zero (output = lms); random ones do not.
+  return model, train_tiny.random_variables(model, x, seed=2, scale=0.1)
 
 
 def test_pansharpener_output_is_exact_blend_of_tiles(tiny_pansharpener):
@@ -232,6 +218,9 @@ def test_cli_predict_end_to_end(tmp_path, monkeypatch):
     assert (dst.height, dst.width, dst.count, dst.dtypes[0]) == (96, 144, 4, "uint16")
     assert dst.crs is not None
   assert os.path.isfile(str(tmp_path / "fused_quicklook.png"))
+  with open(tmp_path / "fused_metrics.json") as f:
+    scores = json.load(f)
+  assert scores["blocks_scored"] == 3 * 4 and 0 <= scores["model"]["qnr"] <= 1
   # No checkpoint: one line, exit 2, no traceback.
   result = subprocess.run(
       [sys.executable, "tests/train/train_tiny.py", "--config", "configs/default.py",

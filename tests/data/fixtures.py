@@ -31,6 +31,17 @@ def random_image(seed, shape, max_value, dtype=np.uint8):
   return image.astype(dtype)
 
 
+def smooth_image(seed, shape, max_value, sigma, dtype=np.uint16):
+  """Gaussian-smoothed noise (correlation length ~`sigma` px) stretched to
+  [1, max_value]: image-like content with no zero (nodata-free) pixel."""
+  from scipy import ndimage
+  noise = np.random.default_rng(seed).standard_normal(shape)
+  field = ndimage.gaussian_filter(noise, (sigma, sigma) + (0,) * (len(shape) - 2),
+                                  mode="wrap")
+  field = (field - field.min()) / (field.max() - field.min())
+  return np.rint(1 + field * (max_value - 1)).astype(dtype)
+
+
 def write_image(path, image):
   """(H, W, C) array to a TIFF (any bit depth, band count) or a Pillow format."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -93,15 +104,16 @@ def pancollection_file(path, *, count=3, bands=4, size=32, ratio=4, max_value=20
 
 
 def geotiff(path, image, *, origin=(500_000.0, 4_000_000.0), pixel=2.0,
-            crs="EPSG:32633"):
-  """Writes (H, W, C) `image` as a north-up GeoTIFF with rasterio."""
+            crs="EPSG:32633", nodata=None):
+  """Writes (H, W, C) `image` as a north-up GeoTIFF with rasterio (and a
+  nodata tag when `nodata` is given)."""
   from affine import Affine
   import rasterio
   os.makedirs(os.path.dirname(path), exist_ok=True)
   transform = Affine(pixel, 0.0, origin[0], 0.0, -pixel, origin[1])
   with rasterio.open(path, "w", driver="GTiff", height=image.shape[0],
                      width=image.shape[1], count=image.shape[2], dtype=image.dtype,
-                     crs=crs, transform=transform) as dst:
+                     crs=crs, transform=transform, nodata=nodata) as dst:
     dst.write(np.moveaxis(image, -1, 0))
 
 

@@ -27,6 +27,7 @@ def _write_scene(path, ms, pan, profile=None, max_value=2047):
 
 
 @needs_rasterio
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_writer_keeps_crs_and_transform(tmp_path):
   import rasterio
   fixtures.geotiff_pair(tmp_path, ms_hw=(8, 8))

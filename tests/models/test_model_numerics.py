@@ -107,8 +107,10 @@ def test_resume_from_a_checkpoint_continues_bitwise(full_trainer, batch,
   manager = checkpoint.make_manager(str(tmp_path), full_trainer.config)
   assert checkpoint.save(manager, state, None)
   manager.wait_until_finished()
-  restored = checkpoint.restore_latest(
-      manager, jax.eval_shape(full_trainer.init, jax.random.PRNGKey(0)), None)
+  # The state's own shapes: its RNG is a typed rbg key, not PRNGKey's (2,).
+  like = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+  restored = checkpoint.restore_latest(manager, like, None)
   manager.close()
   resumed, rest = _run(full_trainer, batch, steps=2, state=restored)
   assert [float(m["loss"]) for m in first + rest] == [

@@ -13,8 +13,10 @@ runs main.py with this model in place of the registry's.
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from configs import default
+from pansharp_jax.train import step as step_lib
 
 # main.py overrides for a run of a few seconds (one CPU device: batch 2).
 FLAGS = ["--config.data.image_size=32", "--config.data.synthetic.scene_size=32",
@@ -45,6 +47,28 @@ class TinyNet(nn.Module):
     full = jax.nn.sigmoid(nn.Conv(self.num_bands, (3, 3))(y) + logit)
     half = nn.avg_pool(full, (2, 2), (2, 2))
     return nn.avg_pool(half, (2, 2), (2, 2)), half, full
+
+
+def random_variables(model, batch, seed=1, scale=0.3):
+  """Variables of `model` for `batch` ({ms, pan, lms}) with every leaf drawn
+  at random (non-zero), so every input of a model matters. The shapes come
+  from `jax.eval_shape` of the init and the values from numpy: nothing is
+  compiled (a real init compiles for a minute on a CPU)."""
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), batch["ms"],
+                                             batch["pan"], batch["lms"]))
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda v: (scale * rng.standard_normal(v.shape)).astype(v.dtype),
+                      shapes)
+
+
+def random_predict_fn(num_bands=4, ratio=4):
+  """The jitted eval forward of a TinyNet with random weights: a model of
+  local receptive field (two 3x3 convs, radius 2) for tiling tests."""
+  model = TinyNet(num_bands=num_bands, dropout=0.0)
+  z = np.zeros((1, 4 * ratio, 4 * ratio, 1), np.float32)
+  variables = random_variables(model, {"ms": np.zeros((1, 4, 4, num_bands), np.float32),
+                                       "pan": z, "lms": z.repeat(num_bands, -1)})
+  return jax.jit(lambda b: step_lib.predict_fn(variables, b, model=model))
 
 
 def build(model_config, num_bands):

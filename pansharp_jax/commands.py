@@ -57,7 +57,7 @@ def evaluate(config, workdir: str, split: str = "val", *,
       "ratio": int(config.data.ratio), "data_range": float(source.max_value),
       "trained_size": int(config.data.image_size)})
   curves.write_curves(os.path.join(out_dir, "curves.png"),
-                      os.path.join(workdir, "metrics.jsonl"), report["mean"])
+                      os.path.join(workdir, "metrics.jsonl"), report["mean"], split)
   return report
 
 

@@ -2,11 +2,15 @@
 each classical baseline of a report as a labelled horizontal line, and the
 train loss. Drawn with PIL, so plotting adds no dependency.
 
-`write_curves(path, metrics_path, means)` reads WORKDIR/metrics.jsonl (one
-JSON object per line with "step", "split" = "train" | "val" and the values,
-as `train/logging.py` writes it) and a report's `mean`
-({method: {metric: mean}}, the model under "model"). A panel with nothing
-to show says so; a missing or partly written log is not an error.
+`write_curves(path, metrics_path, means, split)` reads WORKDIR/metrics.jsonl
+(one JSON object per line with "step", "split" = "train" | "val" and the
+values, as `train/logging.py` writes it) and a report's `mean`
+({method: {metric: mean}}, the model under "model") scored on `split`. The
+curves are always the validation ones; a report on another split (evaluate
+--split=test) is drawn as lines for every method, the model's final weights
+included, so test figures are never read as points of the validation curve.
+A panel with nothing to show says so; a missing or partly written log is
+not an error.
 """
 
 import json
@@ -121,9 +125,9 @@ def _draw_grid(draw, axes, fonts):
   draw.rectangle(axes.box, outline=_AXIS)
 
 
-def _draw_panel(draw, origin, title, curve, lines, fonts):
-  """One panel at `origin`: the model's curve and labelled horizontal lines
-  {label: value}."""
+def _draw_panel(draw, origin, title, curve, lines, fonts, curve_label=MODEL):
+  """One panel at `origin`: the model's curve (its last value labelled
+  `curve_label`) and labelled horizontal lines [(label, value, colour)]."""
   left, top, right, bottom = _MARGIN
   ox, oy = origin
   box = (ox + left, oy + top, ox + _PANEL_SIZE[0] - right,
@@ -136,11 +140,11 @@ def _draw_panel(draw, origin, title, curve, lines, fonts):
               fill=_AXIS, font=fonts["tick"], anchor="mm")
     return
   xlim = (0.0, float(steps.max()) or 1.0)
-  axes = _Axes(box, xlim, _limits(np.concatenate([values, list(lines.values())])))
+  axes = _Axes(box, xlim, _limits(np.concatenate([values, [v for _, v, _ in lines]])))
   _draw_grid(draw, axes, fonts)
   draw.text(((box[0] + box[2]) / 2, box[3] + 20), "step", fill=_TEXT,
             font=fonts["tick"], anchor="mt")
-  for (label, value), colour in zip(lines.items(), _LINE_COLOURS):
+  for _, value, colour in lines:
     y = axes.px(0, value)[1]
     draw.line([(box[0], y), (box[2], y)], fill=colour, width=1)
   points = [axes.px(s, v) for s, v in zip(steps, values)]
@@ -149,9 +153,7 @@ def _draw_panel(draw, origin, title, curve, lines, fonts):
   for x, y in points:
     draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=_MODEL_COLOUR)
   # Labels right of the box, the model's last value among the lines'.
-  labels = [(MODEL, values[-1], _MODEL_COLOUR)] + [
-      (label, value, colour)
-      for (label, value), colour in zip(lines.items(), _LINE_COLOURS)]
+  labels = [(curve_label, values[-1], _MODEL_COLOUR)] + list(lines)
   placed = spread([axes.px(0, v)[1] for _, v, _ in labels],
                   fonts["label"].size + 2, box[1], box[3])
   for (label, value, colour), y in zip(labels, placed):
@@ -159,30 +161,50 @@ def _draw_panel(draw, origin, title, curve, lines, fonts):
               font=fonts["label"], anchor="lm")
 
 
-def render(rows: dict[str, list[dict]], means: dict) -> Image.Image:
+def _lines(means: dict, metric: str, split: str) -> list:
+  """(label, value, colour) of each method of `means` with a finite
+  `metric`: the baselines, and the model too where `means` is not the
+  validation split's (its curve already shows that)."""
+  colours = iter(_LINE_COLOURS)
+  lines = []
+  for method, values in means.items():
+    value = values.get(metric)
+    if (method == MODEL and split == "val") or not isinstance(value, (int, float)):
+      continue
+    colour = _MODEL_COLOUR if method == MODEL else next(colours, _AXIS)
+    if math.isfinite(value):
+      lines.append((method, value, colour))
+  return lines
+
+
+def render(rows: dict[str, list[dict]], means: dict, split: str = "val") -> Image.Image:
   """The panels side by side: the model's curves from `rows` (read_metrics)
-  and each non-model method of `means` as a line on the metric panels."""
+  and the methods of `means`, scored on `split`, as lines on the metric
+  panels."""
   fonts = {"title": ImageFont.load_default(size=15),
            "tick": ImageFont.load_default(size=12),
            "label": ImageFont.load_default(size=12)}
   canvas = Image.new("RGB", (_PANEL_SIZE[0] * len(PANELS), _PANEL_SIZE[1] + 24),
                      (255, 255, 255))
   draw = ImageDraw.Draw(canvas)
-  for i, (metric, split, title) in enumerate(PANELS):
-    lines = {m: v[metric] for m, v in means.items()
-             if m != MODEL and isinstance(v.get(metric), (int, float))
-             and math.isfinite(v[metric])} if split == "val" else {}
+  for i, (metric, panel_split, title) in enumerate(PANELS):
+    lines = _lines(means, metric, split) if panel_split == "val" else []
     _draw_panel(draw, (i * _PANEL_SIZE[0], 0), title,
-                _series(rows.get(split, []), metric), lines, fonts)
-  draw.text((8, _PANEL_SIZE[1] + 4),
-            "blue: the model (EMA weights); horizontal lines: classical "
-            "methods on the same images", fill=_AXIS, font=fonts["tick"])
+                _series(rows.get(panel_split, []), metric), lines, fonts,
+                MODEL if split == "val" else panel_split)
+  note = ("blue: the model (EMA weights); horizontal lines: classical methods "
+          "on the same images" if split == "val" else
+          f"blue curve: the model on the validation images during training; "
+          f"horizontal lines: each method on the {split} images, the model's "
+          f"final weights in blue")
+  draw.text((8, _PANEL_SIZE[1] + 4), note, fill=_AXIS, font=fonts["tick"])
   return canvas
 
 
-def write_curves(path: str, metrics_path: str, means: dict) -> str:
+def write_curves(path: str, metrics_path: str, means: dict,
+                 split: str = "val") -> str:
   """Writes the curves PNG to `path` (folders created); returns the path."""
-  image = render(read_metrics(metrics_path), means)
+  image = render(read_metrics(metrics_path), means, split)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   image.save(path, format="PNG")
   return str(path)

@@ -66,3 +66,31 @@ def test_empty_log_still_draws(tmp_path):
   path = curves.write_curves(str(tmp_path / "curves.png"),
                              str(tmp_path / "none.jsonl"), MEANS)
   assert Image.open(path).size == curves.render({}, {}).size
+
+
+def _blue_line_rows(panel):
+  """Pixel rows of a panel where the model's blue spans most of the box."""
+  width = curves._PANEL_SIZE[0] - curves._MARGIN[0] - curves._MARGIN[2]
+  blue = np.abs(panel - curves._MODEL_COLOUR).sum(-1) < 30
+  return np.flatnonzero(blue.sum(1) > 0.9 * width)
+
+
+def test_another_split_draws_the_model_as_a_line_beside_the_validation_curve(tmp_path):
+  """evaluate --split=test: the curve stays the validation one; the model's
+  test figure is a line like the baselines', never a point of the curve."""
+  _write_log(tmp_path / "metrics.jsonl")
+  test_means = {**MEANS, "model": {"psnr": 25.0, "ergas": 5.0}}
+  images = {split: np.asarray(Image.open(curves.write_curves(
+      str(tmp_path / f"{split}.png"), str(tmp_path / "metrics.jsonl"),
+      test_means, split)).convert("RGB")).astype(int)
+            for split in ("val", "test")}
+  width = curves._PANEL_SIZE[0]
+  assert len(_blue_line_rows(images["val"][:, :width])) == 0
+  rows = _blue_line_rows(images["test"][:, :width])
+  # One line, 25 dB: below GSA's 29.5 and above EXP's 24 in pixel rows.
+  assert 0 < len(rows) <= 2
+  gsa = np.flatnonzero((np.abs(images["test"][:, :width] - curves._LINE_COLOURS[1])
+                        .sum(-1) < 30).sum(1) > 200)
+  exp = np.flatnonzero((np.abs(images["test"][:, :width] - curves._LINE_COLOURS[0])
+                        .sum(-1) < 30).sum(1) > 200)
+  assert gsa.max() < rows.min() and rows.max() < exp.min()

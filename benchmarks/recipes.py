@@ -50,9 +50,9 @@ RECIPES = {
     "tiny": {"model.size": "tiny", "num_train_steps": 800,
              "optim.lr": 3e-3, "optim.warmup_steps": 20,
              "optim.ema_decay": 0.98, "eval_every": 200},
-    "small": {"model.size": "small", "num_train_steps": 300,
-              "optim.lr": 2e-3, "optim.warmup_steps": 20,
-              "optim.ema_decay": 0.95, "eval_every": 100},
+    "small": {"model.size": "small", "batch_size": 2, "num_train_steps": 140,
+              "optim.lr": 2e-3, "optim.warmup_steps": 10,
+              "optim.ema_decay": 0.9, "eval_every": 70},
 }
 _DATA = {"data.source": "geotiff", "data.image_size": 64,
          "data.num_bands": _BANDS, "data.ratio": _RATIO,

@@ -69,9 +69,7 @@ def write_scenes(root: str, count: int, ms_size: int) -> None:
     if all(os.path.exists(p) for p in paths):
       continue
     rng = np.random.default_rng([_SEED, index])
-    scene = synthetic.render_scene(rng, ms_size * _RATIO, _BANDS)
-    images = synthetic.image_scene(scene, synthetic.misregistration(rng),
-                                   gains, _RATIO, rng)
+    images = synthetic.sensor_pair(rng, ms_size * _RATIO, _BANDS, gains, _RATIO)
     for path, image in zip(paths, images):
       os.makedirs(os.path.dirname(path), exist_ok=True)
       dn = np.rint(image * _MAX_VALUE).astype(np.uint16)

@@ -78,11 +78,20 @@ def image_scene(scene: np.ndarray, shift, ms_gains, ratio: int,
   return np.clip(ms, 0, 1), np.clip(pan, 0, 1)
 
 
+def sensor_pair(rng: np.random.Generator, size: int, num_bands: int,
+                ms_gains, ratio: int) -> tuple[np.ndarray, np.ndarray]:
+  """A new scene of (size, size) PAN pixels as the sensor delivers it:
+  full-resolution MS (size/ratio) and PAN (size), in [0, 1]. `rng` draws
+  the scene, then its misregistration, then the noise."""
+  scene = render_scene(rng, size, num_bands)
+  return image_scene(scene, misregistration(rng), ms_gains, ratio, rng)
+
+
 class SyntheticSource:
   """Deterministic synthetic triples; the default data source.
 
   Scenes are rendered at `ratio` x the GT size, imaged by the sensor model
-  (`image_scene`), then degraded by Wald's protocol with the same sensor's
+  (`sensor_pair`), then degraded by Wald's protocol with the same sensor's
   filters: the sensor MS becomes GT.
   """
 
@@ -129,9 +138,8 @@ class SyntheticSource:
 
   def _render(self, index: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng([self._seed, index])
-    scene = render_scene(rng, self.scene_size * self.ratio, self.num_bands)
-    ms_full, pan_full = image_scene(
-        scene, misregistration(rng), self._ms_gains, self.ratio, rng)
+    ms_full, pan_full = sensor_pair(rng, self.scene_size * self.ratio,
+                                    self.num_bands, self._ms_gains, self.ratio)
     triple = wald.wald_degrade(ms_full, pan_full, self.sensor, self.ratio)
     ms = self._quantise(triple["ms"])
     # lms from the quantised MS, as a data set's lms is made from its MS;

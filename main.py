@@ -85,11 +85,11 @@ def main(argv):
   from pansharp_jax.train.logging import quiet_library_logs
 
   quiet_library_logs()
-  parallel.initialize_distributed()
 
   config, workdir = _CONFIG.value, _WORKDIR.value
   try:
     config_checks.validate(config)
+    parallel.initialize_distributed(config)
     _check_workdir(_WORKDIR.value, create=_MODE.value in ("train", "probe"))
     if _MODE.value == "train":
       commands.train(config, workdir)
@@ -103,7 +103,7 @@ def main(argv):
       commands.evaluate(config, workdir, _SPLIT.value, protocol=_PROTOCOL.value,
                         weights=_WEIGHTS.value)
   except (errors.ConfigError, errors.DataError, errors.CheckpointError,
-          FileNotFoundError) as e:
+          errors.LaunchError, FileNotFoundError) as e:
     _fail(str(e))
   except memory.ProbeError as e:
     print(memory.format_table(e.result))

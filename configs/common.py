@@ -139,6 +139,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   adapt.spatial_weight = 0.3     # weight of the spatial term beside the spectral one
   adapt.eval_tiles = 8           # fixed tiles on which QNR is measured before and after
 
+  # ---- several processes (docs/multihost.md; read on multi-process launches) ----
+  config.distributed = dist = ml_collections.ConfigDict()
+  dist.initialization_timeout = 120  # s to reach the coordinator and every peer
+  dist.heartbeat_timeout = 60    # s a silent peer is waited for; then the others exit 1
+  dist.shutdown_timeout = 300    # s the processes wait for each other at exit
+
   # ---- memory probe (--mode=probe, batch_size=-1) ----
   config.probe = probe = ml_collections.ConfigDict()
   probe.memory_fraction = 0.9    # share of the device memory a step may use

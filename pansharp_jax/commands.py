@@ -4,10 +4,13 @@ Inputs are checked first (config, files, checkpoint folders), so a mistake
 ends in one line before any model is built or compiled.
 """
 
+import contextlib
 import json
 import os
 import shutil
+import tempfile
 
+import jax
 import numpy as np
 
 from pansharp_jax import adapt as adapt_lib
@@ -18,6 +21,20 @@ from pansharp_jax import predict as predict_lib
 from pansharp_jax import scene_metrics
 from pansharp_jax.data import pipeline, sources
 from pansharp_jax.train import loop, memory
+
+
+@contextlib.contextmanager
+def _written_once(path: str):
+  """`path` on process 0; on the other hosts a scratch path, removed after.
+
+  Every host runs a whole command (restoring and any collective need all of
+  them) and scores the same images; one writes the files.
+  """
+  if jax.process_index() == 0:
+    yield path
+    return
+  with tempfile.TemporaryDirectory() as scratch:
+    yield os.path.join(scratch, os.path.basename(path))
 
 
 def train(config, workdir: str):
@@ -43,21 +60,21 @@ def evaluate(config, workdir: str, split: str = "val", *,
   source = sources.make_source(config.data, split)
   kind = evaluate_lib.protocol_of(source[0], protocol, f"{split} split")
   restored = inference.restore(config, workdir, weights, "evaluate")
-  out_dir = os.path.join(workdir, "eval", split)
-  looks = os.path.join(out_dir, "quicklooks")
-  shutil.rmtree(looks, ignore_errors=True)  # panels of an earlier evaluation
-  rows = evaluate_lib.evaluate_source(
-      restored.batch_fn(), source,
-      pipeline.eval_batches(source, int(config.eval_batch_size)), full=True,
-      sensor=config.data.sensor, quicklook_dir=looks, protocol=kind)
-  report = evaluate_lib.write_report(rows, out_dir, {
-      "step": restored.step, "weights": weights, "split": split,
-      "images": len(rows[evaluate_lib.MODEL]), "protocol": evaluate_lib.PROTOCOLS[kind],
-      "source": config.data.source, "sensor": config.data.sensor,
-      "ratio": int(config.data.ratio), "data_range": float(source.max_value),
-      "trained_size": int(config.data.image_size)})
-  curves.write_curves(os.path.join(out_dir, "curves.png"),
-                      os.path.join(workdir, "metrics.jsonl"), report["mean"], split)
+  with _written_once(os.path.join(workdir, "eval", split)) as out_dir:
+    looks = os.path.join(out_dir, "quicklooks")
+    shutil.rmtree(looks, ignore_errors=True)  # panels of an earlier evaluation
+    rows = evaluate_lib.evaluate_source(
+        restored.batch_fn(), source,
+        pipeline.eval_batches(source, int(config.eval_batch_size)), full=True,
+        sensor=config.data.sensor, quicklook_dir=looks, protocol=kind)
+    report = evaluate_lib.write_report(rows, out_dir, {
+        "step": restored.step, "weights": weights, "split": split,
+        "images": len(rows[evaluate_lib.MODEL]), "protocol": evaluate_lib.PROTOCOLS[kind],
+        "source": config.data.source, "sensor": config.data.sensor,
+        "ratio": int(config.data.ratio), "data_range": float(source.max_value),
+        "trained_size": int(config.data.image_size)})
+    curves.write_curves(os.path.join(out_dir, "curves.png"),
+                        os.path.join(workdir, "metrics.jsonl"), report["mean"], split)
   return report
 
 
@@ -69,7 +86,8 @@ def predict(config, workdir: str, ms_path: str, pan_path: str, out_path: str,
   scene = predict_lib.open_scene(config, ms_path, pan_path)
   try:
     restored = inference.restore(config, workdir, weights, "predict with")
-    _fuse(config, scene, restored, options, out_path, progress)
+    with _written_once(out_path) as path:
+      _fuse(config, scene, restored, options, path, progress)
   finally:
     scene.close()
   return out_path
@@ -86,14 +104,15 @@ def adapt(config, workdir: str, ms_path: str, pan_path: str, out_path: str,
     restored = inference.restore(config, workdir, weights, "adapt")
     adapted, summary = adapt_lib.adapt_scene(restored, scene, config,
                                              progress=progress)
-    metrics_path = _fuse(config, scene, adapted, options, out_path, progress)
+    summary = {"weights": weights, "step": restored.step, **summary}
+    with _written_once(out_path) as path:
+      metrics_path = _fuse(config, scene, adapted, options, path, progress)
+      with open(metrics_path) as f:
+        scores = json.load(f)
+      with open(metrics_path, "w") as f:
+        json.dump({**scores, "adaptation": summary}, f, indent=2)
   finally:
     scene.close()
-  summary = {"weights": weights, "step": restored.step, **summary}
-  with open(metrics_path) as f:
-    scores = json.load(f)
-  with open(metrics_path, "w") as f:
-    json.dump({**scores, "adaptation": summary}, f, indent=2)
   print(f"adapted in {summary['steps']} steps ({summary['seconds']} s): QNR "
         f"{summary['before']['qnr']:.4f} -> {summary['after']['qnr']:.4f} on "
         f"{summary['tiles']} tiles")

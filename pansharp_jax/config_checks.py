@@ -105,6 +105,8 @@ def validate(config) -> None:
   _check_optim(config.optim)
   _check_predict(config.predict, ratio)
   _check_probe(config.probe)
+  _at_least(config.distributed, "distributed.",
+            ("initialization_timeout", "heartbeat_timeout", "shutdown_timeout"), 1)
 
 
 def _check_data_fields(data):

@@ -18,6 +18,10 @@ class CheckpointError(RuntimeError):
   """No checkpoint to use, or none in a folder that has some could be restored."""
 
 
+class LaunchError(RuntimeError):
+  """The processes of a multi-process launch could not form (or lost) a cluster."""
+
+
 def require(condition: bool, where: str, problem: str) -> None:
   """Raises DataError('<where>: <problem>') unless `condition` holds."""
   if not condition:

@@ -68,14 +68,20 @@ def restore(config, workdir: str, weights: str = "latest",
                             f"{purpose} (train with validation first, or use "
                             "--weights=latest)")
     variables, info = restored
-    return Restored(model, variables, int(info["step"]))
+    return Restored(model, _on_this_host(variables), int(info["step"]))
   manager = checkpoint.make_manager(workdir, config)
   try:
-    state = checkpoint.restore_latest(manager, abstract, None)
+    state = checkpoint.restore_latest(manager, abstract)
   finally:
     manager.close()
   if state is None:
     raise CheckpointError(f"{workdir}/checkpoints: no checkpoint to {purpose} "
                           "(train first)")
-  return Restored(model, {"params": state.ema_params, **state.model_state},
-                  int(state.step))
+  return Restored(model, _on_this_host({"params": state.ema_params,
+                                        **state.model_state}), int(state.step))
+
+
+def _on_this_host(variables):
+  """The restored (replicated) variables on one device of this host: every
+  use of them (evaluation, prediction, adaptation) runs per host."""
+  return parallel.to_local(variables, parallel.local_mesh(1))

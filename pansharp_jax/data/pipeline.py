@@ -2,7 +2,13 @@
 
 Training: shuffle -> repeat -> random crop + paired flips/rot90/jitter -> batch.
 All four arrays of a sample get the same geometric transform, so GT, MS, LMS
-and PAN stay aligned. Each host reads its own slice of the source.
+and PAN stay aligned.
+
+The shuffle and each sample's augmentation are drawn for the global sample
+index (grain derives a MapDataset's per-index RNG from the seed and the
+index), so the sequence of global batches is a function of (seed, step)
+alone: each host materialises its own rows of each global batch, and 1 host
+or N hosts train on the same batches. Resuming is starting at a step.
 """
 
 import dataclasses
@@ -10,7 +16,7 @@ import dataclasses
 import grain
 import numpy as np
 
-from pansharp_jax.errors import require
+from pansharp_jax.errors import ConfigError, require
 
 KEYS = ("gt", "ms", "lms", "pan")
 
@@ -56,22 +62,30 @@ class CropAugment(grain.transforms.RandomMap):
     return out
 
 
-def _host_slice(dataset, process_index: int, process_count: int):
-  return dataset[process_index::process_count] if process_count > 1 else dataset
-
-
 def train_dataset(source, data_config, *, batch_size: int, seed: int,
-                  process_index: int = 0, process_count: int = 1):
-  """Infinite IterDataset of augmented training batches of `batch_size` (per host)."""
+                  process_index: int = 0, process_count: int = 1,
+                  start_step: int = 0):
+  """Infinite IterDataset of this host's rows of the global training batches.
+
+  `batch_size` is the global batch; host `process_index` of `process_count`
+  gets rows [p * b, (p + 1) * b) of each, b = batch_size / process_count.
+  The first batch is the one of step `start_step + 1` (0: the start).
+  """
+  if batch_size % process_count:
+    raise ConfigError(f"config.batch_size: {batch_size} does not split evenly "
+                      f"over {process_count} processes")
   augment = CropAugment(size=int(data_config.image_size),
                         ratio=int(data_config.ratio),
                         flips=bool(data_config.augment.flips),
                         rot90=bool(data_config.augment.rot90),
                         jitter=float(data_config.augment.jitter))
   ds = grain.MapDataset.source(source)
-  ds = _host_slice(ds, process_index, process_count)
   ds = ds.shuffle(seed=seed).repeat().random_map(augment, seed=seed)
-  ds = ds.batch(batch_size, drop_remainder=True).to_iter_dataset()
+  # Consecutive blocks of a host's rows; global batch k is blocks
+  # k * count ... k * count + count - 1, and this host takes its own.
+  ds = ds.batch(batch_size // process_count, drop_remainder=True)
+  ds = ds[process_index::process_count][start_step:]
+  ds = ds.to_iter_dataset()
   workers = int(data_config.worker_count)
   if workers > 0:
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))

@@ -68,8 +68,9 @@ def make_predict(model):
 
   Each batch is split over as many local devices as divide its size (all of
   them for a batch that is a multiple of the device count); the variables are
-  replicated onto those devices once per variables object. Evaluation runs
-  whole on every host, so no other host takes part.
+  replicated onto those devices once per variables object (from this host's
+  replica when they live on a mesh of several hosts). Evaluation runs whole
+  on every host, so no other host takes part.
   """
   forward = jit_predict(model)
   placed = {}  # device count -> (variables, their replicas on those devices)
@@ -79,7 +80,7 @@ def make_predict(model):
     count = mesh.devices.size
     if count not in placed or placed[count][0] is not variables:
       placed[count] = (variables,
-                       jax.device_put(variables, parallel.replicated(mesh)))
+                       parallel.to_local(variables, mesh))
     inputs = jax.device_put({k: batch[k] for k in ("ms", "pan", "lms") if k in batch},
                             parallel.batch_sharding(mesh))
     return forward(placed[count][1], inputs)

@@ -1,5 +1,9 @@
-"""Orbax checkpoints: the train state and grain iterator under WORKDIR/checkpoints,
-the exported best model (EMA params) under WORKDIR/best.
+"""Orbax checkpoints: the train state under WORKDIR/checkpoints, the exported
+best model (EMA params) under WORKDIR/best.
+
+The data position is not saved: the training batches are a function of
+(seed, step) (data/pipeline.py), so a run resumes at the restored step on
+any number of processes.
 
 A checkpoint step directory appears only once it is complete (orbax writes to
 a temporary name and renames), so a kill mid-save leaves the previous
@@ -11,7 +15,6 @@ import os
 import shutil
 
 from absl import logging
-import grain
 import jax
 from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
@@ -29,20 +32,19 @@ def make_manager(workdir: str, config) -> ocp.CheckpointManager:
       os.path.abspath(os.path.join(workdir, "checkpoints")), options=options)
 
 
-def save(manager: ocp.CheckpointManager, state, data_iter, *, force=False) -> bool:
+def save(manager: ocp.CheckpointManager, state, *, force=False) -> bool:
   """Saves (asynchronously) at `state.step` unless that step is already saved."""
   step = int(jax.device_get(state.step))
   if manager.latest_step() == step:
     return False
-  args = {"state": ocp.args.StandardSave(state)}
-  if data_iter is not None:
-    args["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
-  return manager.save(step, args=ocp.args.Composite(**args), force=force)
+  return manager.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state)), force=force)
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract_state, data_iter):
+def restore_latest(manager: ocp.CheckpointManager, abstract_state):
   """Restores the newest checkpoint that reads back, into `abstract_state`'s
-  shapes and shardings; the grain iterator, when given, is restored in place.
+  shapes and shardings (checkpoints of older versions also hold a grain
+  iterator, left unread).
 
   Returns None when there is no checkpoint. A checkpoint that fails to load
   is skipped with a warning and the one before it is tried; if none loads
@@ -51,11 +53,9 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state, data_iter):
   steps = sorted(manager.all_steps(), reverse=True)
   errors = []
   for step in steps:
-    args = {"state": ocp.args.StandardRestore(abstract_state)}
-    if data_iter is not None:
-      args["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
     try:
-      restored = manager.restore(step, args=ocp.args.Composite(**args))
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state)))
     except Exception as e:  # pylint: disable=broad-except
       # Orbax and tensorstore report damaged files with many exception types.
       logging.warning("Checkpoint %s/%d does not load (%s: %s); trying the one "

@@ -73,7 +73,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     probed = memory.probe_config(config, mesh)
     logging.info("Memory probe:\n%s", memory.format_table(probed))
     batch_size = probed.batch_size
-  host_batch = parallel.check_batch_size(batch_size, mesh)
+  parallel.check_batch_size(batch_size, mesh)
   config = schedule_lib.epochs_to_steps(config, len(train_source), batch_size)
   logging.info("Schedule: %d warmup steps, restart period %d steps",
                config.optim.warmup_steps, config.optim.restart_period)
@@ -83,19 +83,21 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   abstract_state = jax.eval_shape(init, rng)
   train_step = builder.jit_train_step(model, optimizer, config, mesh)
 
-  # ---- input pipeline ----
-  train_iter = iter(pipeline.train_dataset(
-      train_source, config.data, batch_size=host_batch, seed=config.seed,
-      process_index=jax.process_index(), process_count=jax.process_count()))
-
   # ---- state: resume or init ----
   manager = checkpoint.make_manager(workdir, config)
-  state = checkpoint.restore_latest(manager, abstract_state, train_iter)
+  state = checkpoint.restore_latest(manager, abstract_state)
   if state is None:
     state = init(rng)
   else:
     checkpoint.set_aside_newer(manager, int(state.step))
     logging.info("Resumed from step %d", int(state.step))
+
+  # ---- input pipeline ----
+  # This host's rows of the global batches, from the step after the state's.
+  train_iter = iter(pipeline.train_dataset(
+      train_source, config.data, batch_size=batch_size, seed=config.seed,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      start_step=int(state.step)))
   if is_chief:
     log_lib.log_parameter_overview(state.params, workdir)
 
@@ -133,7 +135,9 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
       raise ConfigError(
           f"config.best_metric: {name!r} is not a validation metric (have "
           f"{', '.join(sorted(summary))})")
-    value, best = summary[name], float(state.best_metric)
+    # Every host scored the same images; host 0's value decides for all.
+    value = parallel.same_on_all_processes(summary[name])
+    best = float(state.best_metric)
     if not _is_new_best(name, value, best, config.best_mode, int(state.step)):
       return state
     state = state.replace(best_metric=jax.device_put(
@@ -204,9 +208,9 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
           else:
             writer.write(step, summary, "val")
         if step % config.checkpoint_every == 0 or step == total_steps:
-          checkpoint.save(manager, state, train_iter)
+          checkpoint.save(manager, state)
         if parallel.any_process(stop.requested):
-          checkpoint.save(manager, state, train_iter, force=True)
+          checkpoint.save(manager, state, force=True)
           logging.warning("Stopped by %s at step %d; checkpoint saved. Run the "
                           "same command to resume.",
                           stop.signal_name or "a signal to another host", step)

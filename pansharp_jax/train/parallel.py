@@ -2,8 +2,9 @@
 
 The mesh has one axis, `data`. Batches are sharded on it and everything else
 (params, optimizer state, EMA) is replicated. On several hosts each process
-reads its own slice of the data and `shard_batch` stitches the slices into one
-global array.
+reads its own rows of each global batch and `shard_batch` stitches them into
+one global array; evaluation runs on each host's own devices (`local_mesh`,
+`to_local`). docs/multihost.md shows the launches.
 """
 
 import math
@@ -14,7 +15,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from pansharp_jax.errors import ConfigError
+from pansharp_jax.errors import ConfigError, LaunchError
 
 # Arrays of a batch the train step reads; sources may carry more keys.
 BATCH_KEYS = ("gt", "ms", "lms", "pan")
@@ -23,16 +24,65 @@ BATCH_KEYS = ("gt", "ms", "lms", "pan")
 _PROCESS_COUNT_VARS = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
 
-def initialize_distributed() -> None:
-  """Calls `jax.distributed.initialize()` on multi-process launches only.
+def _int_var(environ, name: str, low: int) -> int | None:
+  value = environ.get(name)
+  if value is None or value == "":
+    return None
+  try:
+    number = int(value)
+  except ValueError:
+    number = low - 1
+  if number < low:
+    raise LaunchError(f"{name}: must be an integer >= {low}, got {value!r}")
+  return number
+
+
+def launch_arguments(environ) -> dict | None:
+  """`jax.distributed.initialize` arguments for this launch; None for one process.
 
   A plain `python main.py` on one host must not try to reach a coordinator,
-  so this looks for a launcher first: an explicit JAX_COORDINATOR_ADDRESS,
-  or SLURM / Open MPI / PMI with more than one task.
+  so a multi-process launch is recognised first: JAX_COORDINATOR_ADDRESS or
+  JAX_NUM_PROCESSES > 1 (a plain launch; JAX_PROCESS_ID gives the rank), or
+  SLURM / Open MPI / PMI with more than one task, or a Kubernetes indexed
+  job. What the environment leaves unset JAX's cluster detection fills in.
   """
-  counts = [int(os.environ.get(v, "1") or 1) for v in _PROCESS_COUNT_VARS]
-  if "JAX_COORDINATOR_ADDRESS" in os.environ or max(counts) > 1:
-    jax.distributed.initialize()
+  address = environ.get("JAX_COORDINATOR_ADDRESS") or None
+  count = _int_var(environ, "JAX_NUM_PROCESSES", 1)
+  index = _int_var(environ, "JAX_PROCESS_ID", 0)
+  if count is not None and index is not None and index >= count:
+    raise LaunchError(f"JAX_PROCESS_ID: {index} is not below JAX_NUM_PROCESSES={count}")
+  tasks = max(int(environ.get(v, "1") or 1) for v in _PROCESS_COUNT_VARS)
+  kubernetes = "KUBERNETES_SERVICE_HOST" in environ and "JOB_COMPLETION_INDEX" in environ
+  if count == 1 or not (address or (count or 1) > 1 or tasks > 1 or kubernetes):
+    return None
+  return {"coordinator_address": address, "num_processes": count,
+          "process_id": index}
+
+
+def initialize_distributed(config, environ=os.environ) -> None:
+  """Joins the processes of a multi-process launch (`jax.distributed`).
+
+  The timeouts come from `config.distributed`: how long to wait for the
+  coordinator and every peer, how long a silent peer is waited for before
+  the others stop, and how long processes wait for each other at exit. A
+  launch that cannot form is one LaunchError line.
+  """
+  arguments = launch_arguments(environ)
+  if arguments is None:
+    return
+  timeouts = config.distributed
+  wait = int(timeouts.initialization_timeout)
+  try:
+    jax.distributed.initialize(
+        **arguments, initialization_timeout=wait,
+        heartbeat_timeout_seconds=int(timeouts.heartbeat_timeout),
+        shutdown_timeout_seconds=int(timeouts.shutdown_timeout))
+  except (ValueError, TypeError, RuntimeError) as e:  # JaxRuntimeError is one
+    where = ", ".join(f"{k}={v}" for k, v in arguments.items() if v is not None)
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise LaunchError(
+        f"jax.distributed: the processes did not connect ({where or 'cluster detection'}; "
+        f"config.distributed.initialization_timeout={wait} s): {detail}") from None
 
 
 def _data_mesh(devices) -> jax.sharding.Mesh:
@@ -54,6 +104,19 @@ def local_mesh(batch_size: int) -> jax.sharding.Mesh:
   return _data_mesh(devices[:math.gcd(batch_size, len(devices))])
 
 
+def to_local(tree, mesh):
+  """`tree`'s replicated arrays (params) replicated over `mesh`, a mesh of
+  this host's devices. On several hosts an array of the global mesh cannot
+  be moved (no cross-host transfers); its replica on this host is used."""
+  def local(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      if not x.is_fully_replicated:
+        raise ValueError(f"to_local: a {x.sharding} array is not replicated")
+      return x.addressable_data(0)
+    return x
+  return jax.device_put(jax.tree.map(local, tree), replicated(mesh))
+
+
 def batch_sharding(mesh) -> NamedSharding:
   return NamedSharding(mesh, P("data"))
 
@@ -62,14 +125,13 @@ def replicated(mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def check_batch_size(global_batch: int, mesh) -> int:
-  """Per-host batch size; the global batch must split evenly over devices."""
+def check_batch_size(global_batch: int, mesh) -> None:
+  """The global batch must split evenly over the mesh's devices."""
   devices = mesh.devices.size
   if global_batch <= 0 or global_batch % devices:
     raise ConfigError(
         f"config.batch_size: {global_batch} does not split evenly over the "
         f"{devices} devices of the mesh; use a positive multiple of {devices}")
-  return global_batch // jax.process_count()
 
 
 def shard_batch(batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
@@ -95,3 +157,10 @@ def any_process(flag: bool) -> bool:
   if jax.process_count() == 1:
     return flag
   return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
+
+
+def same_on_all_processes(value: float) -> float:
+  """Process 0's `value` on every host (every host must call this together)."""
+  if jax.process_count() == 1:
+    return value
+  return float(multihost_utils.broadcast_one_to_all(np.float64(value)))

@@ -1,11 +1,12 @@
-"""The grain pipeline: batch shapes, paired augmentation and resumable iteration."""
+"""The grain pipeline: batch shapes, paired augmentation, resumable iteration
+and global batches that do not depend on the process count."""
 
 import numpy as np
 import pytest
 
 from configs import default
 from pansharp_jax.data import pipeline
-from pansharp_jax.errors import DataError
+from pansharp_jax.errors import ConfigError, DataError
 
 
 class _PairedSource:
@@ -92,3 +93,57 @@ def test_crop_larger_than_the_samples_is_a_data_error():
   with pytest.raises(DataError, match=r"^config\.data\.image_size: 64 px crops "
                      r"do not fit a 48x48 px sample"):
     next(iter(ds))
+
+
+def _global_batches(process_count, batch_size=4, steps=3, start_step=0, seed=5):
+  """The global batches of `steps` steps as `process_count` hosts load them:
+  each host's rows, concatenated in process order."""
+  hosts = [iter(pipeline.train_dataset(
+      _PairedSource(), _config(), batch_size=batch_size, seed=seed,
+      process_index=p, process_count=process_count, start_step=start_step))
+      for p in range(process_count)]
+  return [{k: np.concatenate([b[k] for b in rows]) for k in pipeline.KEYS}
+          for rows in zip(*[[next(h) for _ in range(steps)] for h in hosts])]
+
+
+def test_global_batches_do_not_depend_on_the_process_count():
+  """1, 2 and 4 hosts train on the same global batches (each host its own
+  rows of them): the shuffle and the augmentation are drawn per global index."""
+  one = _global_batches(1)
+  for count in (2, 4):
+    for want, got in zip(one, _global_batches(count)):
+      for key in pipeline.KEYS:
+        np.testing.assert_array_equal(got[key], want[key])
+
+
+class _SameSampleSource(_PairedSource):
+  """Every sample is sample 0: rows differ only by their augmentation."""
+
+  def __getitem__(self, i):
+    return super().__getitem__(0)
+
+
+def test_hosts_do_not_share_the_augmentation_stream():
+  """Host 1's i-th sample must not get host 0's crop, flip and rotation (as
+  it did when every host drew its augmentation with the same seed)."""
+  rows = [next(iter(pipeline.train_dataset(
+      _SameSampleSource(), _config(), batch_size=8, seed=5, process_index=p,
+      process_count=2)))["gt"] for p in range(2)]
+  assert not all(np.array_equal(a, b) for a, b in zip(*rows))
+
+
+def test_start_step_is_the_position_of_a_resume():
+  """A run resumed at step k (on any process count) gets the batches of
+  steps k + 1, ... of the uninterrupted run."""
+  whole = _global_batches(1, steps=5)
+  for count in (1, 2):
+    resumed = _global_batches(count, steps=2, start_step=3)
+    for want, got in zip(whole[3:], resumed):
+      np.testing.assert_array_equal(got["gt"], want["gt"])
+
+
+def test_batch_that_does_not_split_over_the_processes_is_a_config_error():
+  with pytest.raises(ConfigError, match=r"^config\.batch_size: 3 does not split "
+                     r"evenly over 2 processes"):
+    pipeline.train_dataset(_PairedSource(), _config(), batch_size=3, seed=0,
+                           process_index=0, process_count=2)

@@ -110,7 +110,7 @@ def test_resume_from_a_checkpoint_continues_bitwise(full_trainer, batch,
   # The state's own shapes: its RNG is a typed rbg key, not PRNGKey's (2,).
   like = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-  restored = checkpoint.restore_latest(manager, like, None)
+  restored = checkpoint.restore_latest(manager, like)
   manager.close()
   resumed, rest = _run(full_trainer, batch, steps=2, state=restored)
   assert [float(m["loss"]) for m in first + rest] == [

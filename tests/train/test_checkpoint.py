@@ -1,4 +1,4 @@
-"""Checkpoints: round trip with the data iterator, fallback past damaged ones, best export."""
+"""Checkpoints: round trip and the data position, fallback past damaged ones, best export."""
 
 import os
 
@@ -21,8 +21,8 @@ def setup():
   model, optimizer, _ = builder.make_model_and_optimizer(config)
   init = builder.make_init(config, model, optimizer, mesh)
   source = sources.make_source(config.data, "train")
-  make_iter = lambda: iter(pipeline.train_dataset(
-      source, config.data, batch_size=config.batch_size, seed=0))
+  make_iter = lambda start=0: iter(pipeline.train_dataset(
+      source, config.data, batch_size=config.batch_size, seed=0, start_step=start))
   return config, init, make_iter
 
 
@@ -36,9 +36,9 @@ def _equal(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def _save(manager, state, it, step):
+def _save(manager, state, step):
   state = state.replace(step=jax.numpy.asarray(step, jax.numpy.int32))
-  assert checkpoint.save(manager, state, it)
+  assert checkpoint.save(manager, state)
   manager.wait_until_finished()
   return state
 
@@ -50,16 +50,15 @@ def test_round_trip_restores_state_and_data_position(setup, tmp_path):
   for _ in range(3):
     next(it)
   manager = checkpoint.make_manager(str(tmp_path), config)
-  state = _save(manager, state, it, 3)
+  state = _save(manager, state, 3)
   expected_batch = next(it)
 
-  fresh_iter = make_iter()
-  restored = checkpoint.restore_latest(
-      manager, _abstract(init), fresh_iter)
+  restored = checkpoint.restore_latest(manager, _abstract(init))
   manager.close()
   _equal(restored, state)
   assert int(restored.step) == 3 and np.isnan(float(restored.best_metric))
-  batch = next(fresh_iter)
+  # The loop resumes the data at the restored step.
+  batch = next(make_iter(int(restored.step)))
   for key in pipeline.KEYS:
     np.testing.assert_array_equal(batch[key], expected_batch[key])
 
@@ -73,32 +72,31 @@ def _truncate_files(directory):
 
 
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(setup, tmp_path):
-  config, init, make_iter = setup
-  state, it = init(jax.random.PRNGKey(1)), make_iter()
+  config, init, _ = setup
+  state = init(jax.random.PRNGKey(1))
   manager = checkpoint.make_manager(str(tmp_path), config)
-  first = _save(manager, state, it, 1)
-  _save(manager, init(jax.random.PRNGKey(2)), it, 2)
+  first = _save(manager, state, 1)
+  _save(manager, init(jax.random.PRNGKey(2)), 2)
   _truncate_files(os.path.join(manager.directory, "2"))
 
-  restored = checkpoint.restore_latest(
-      manager, _abstract(init), make_iter())
+  restored = checkpoint.restore_latest(manager, _abstract(init))
   assert int(restored.step) == 1
   _equal(restored, first)
   assert checkpoint.set_aside_newer(manager, 1) == [2]
   assert os.path.isdir(os.path.join(f"{manager.directory}.damaged", "2"))
   assert manager.all_steps() == [1]
-  _save(manager, state, it, 2)   # the step can be saved again
+  _save(manager, state, 2)   # the step can be saved again
   manager.close()
 
 
 def test_no_loadable_checkpoint_is_an_error(setup, tmp_path):
-  config, init, make_iter = setup
-  state, it = init(jax.random.PRNGKey(1)), make_iter()
+  config, init, _ = setup
+  state = init(jax.random.PRNGKey(1))
   manager = checkpoint.make_manager(str(tmp_path), config)
-  _save(manager, state, it, 1)
+  _save(manager, state, 1)
   _truncate_files(os.path.join(manager.directory, "1"))
   with pytest.raises(errors.CheckpointError, match="no checkpoint loads"):
-    checkpoint.restore_latest(manager, _abstract(init), make_iter())
+    checkpoint.restore_latest(manager, _abstract(init))
   manager.close()
 
 

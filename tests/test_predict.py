@@ -201,7 +201,7 @@ def test_cli_predict_end_to_end(tmp_path, monkeypatch):
   workdir = str(tmp_path / "run")
   _, _, _, state = builder.build(config, parallel.make_mesh())
   manager = checkpoint.make_manager(workdir, config)
-  checkpoint.save(manager, state, None, force=True)
+  checkpoint.save(manager, state, force=True)
   manager.wait_until_finished()
   manager.close()
   fixtures.geotiff_pair(str(tmp_path / "scene"), bands=4, ms_hw=(24, 36))

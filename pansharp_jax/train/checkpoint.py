@@ -94,7 +94,11 @@ def make_best_manager(workdir: str) -> ocp.CheckpointManager:
   """WORKDIR/best: the EMA params of the best validation so far (one kept)."""
   options = ocp.CheckpointManagerOptions(
       max_to_keep=1, create=True, enable_async_checkpointing=True,
-      cleanup_tmp_directories=True)
+      cleanup_tmp_directories=True,
+      # Orbax names its cross-host barriers by step: without a prefix, a best
+      # export and a checkpoint of the same step collide on several hosts.
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+          barrier_sync_key_prefix="best"))
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "best")),
                                options=options)
 

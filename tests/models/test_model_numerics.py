@@ -105,7 +105,7 @@ def test_resume_from_a_checkpoint_continues_bitwise(full_trainer, batch,
   straight, history = _run(full_trainer, batch)
   state, first = _run(full_trainer, batch, steps=1)
   manager = checkpoint.make_manager(str(tmp_path), full_trainer.config)
-  assert checkpoint.save(manager, state, None)
+  assert checkpoint.save(manager, state)
   manager.wait_until_finished()
   # The state's own shapes: its RNG is a typed rbg key, not PRNGKey's (2,).
   like = jax.tree.map(

@@ -22,7 +22,7 @@ def _saved_run(tmp_path, best=False):
       step=state.step + 7,
       ema_params=jax.tree.map(lambda x: x + 0.5, state.ema_params))
   manager = checkpoint.make_manager(workdir, config)
-  checkpoint.save(manager, state, None, force=True)
+  checkpoint.save(manager, state, force=True)
   manager.wait_until_finished()
   manager.close()
   if best:

@@ -9,6 +9,8 @@ one global array; evaluation runs on each host's own devices (`local_mesh`,
 
 import math
 import os
+import socket
+import time
 
 import jax
 from jax.experimental import multihost_utils
@@ -72,6 +74,8 @@ def initialize_distributed(config, environ=os.environ) -> None:
     return
   timeouts = config.distributed
   wait = int(timeouts.initialization_timeout)
+  if arguments["coordinator_address"] and arguments["process_id"]:
+    _wait_for_coordinator(arguments["coordinator_address"], wait)
   try:
     jax.distributed.initialize(
         **arguments, initialization_timeout=wait,
@@ -83,6 +87,27 @@ def initialize_distributed(config, environ=os.environ) -> None:
     raise LaunchError(
         f"jax.distributed: the processes did not connect ({where or 'cluster detection'}; "
         f"config.distributed.initialization_timeout={wait} s): {detail}") from None
+
+
+def _wait_for_coordinator(address: str, seconds: int) -> None:
+  """Waits until `address` (host:port) accepts connections.
+
+  JAX's client aborts the process (a C++ fatal error and stack dump) when
+  it cannot reach the coordinator; checked first, it is one LaunchError line.
+  """
+  host, _, port = address.rpartition(":")
+  deadline = time.monotonic() + seconds
+  while True:
+    try:
+      socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+      return
+    except (OSError, ValueError) as e:
+      if time.monotonic() >= deadline:
+        raise LaunchError(
+            f"JAX_COORDINATOR_ADDRESS: {address} did not answer within "
+            f"config.distributed.initialization_timeout={seconds} s ({e}); "
+            "start process 0 there, or fix the address") from None
+      time.sleep(0.5)
 
 
 def _data_mesh(devices) -> jax.sharding.Mesh:

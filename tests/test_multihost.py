@@ -1,0 +1,147 @@
+"""Several processes for real: main.py (the tiny model of tests/train) as two
+processes of two CPU devices each on localhost, joined by jax.distributed
+(gloo), against one process of one device.
+
+One run is killed -9 mid-training and resumed; its per-step losses must be
+those of the one-process run at the same global batch, and --mode=evaluate on
+two processes writes its report once. A process whose peer dies exits
+non-zero within the heartbeat timeout; an unreachable coordinator is one line.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_MAIN = os.path.join(ROOT, "tests", "train", "train_tiny.py")
+STEPS = 24
+FLAGS = ["--config.data.image_size=32", "--config.data.synthetic.scene_size=32",
+         "--config.data.synthetic.num_train=8", "--config.data.synthetic.num_val=2",
+         "--config.batch_size=4", "--config.optim.warmup_steps=2",
+         "--config.log_every=1", "--config.eval_every=3",
+         "--config.checkpoint_every=3", f"--config.num_train_steps={STEPS}",
+         "--config.distributed.heartbeat_timeout=5",
+         "--config.distributed.initialization_timeout=60"]
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _env(devices: int, **extra) -> dict:
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
+  env.update({k: str(v) for k, v in extra.items()})
+  return env
+
+
+def _launch(workdir, processes: int, devices: int, *flags) -> list[subprocess.Popen]:
+  """`processes` copies of main.py, launched as a plain multi-process launch."""
+  port = _free_port()
+  launch = []
+  for index in range(processes):
+    extra = {} if processes == 1 else {
+        "JAX_COORDINATOR_ADDRESS": f"localhost:{port}",
+        "JAX_NUM_PROCESSES": processes, "JAX_PROCESS_ID": index}
+    log = open(f"{workdir}.p{index}.log", "a")
+    launch.append(subprocess.Popen(
+        [sys.executable, TINY_MAIN, "--config", "configs/default.py",
+         "--workdir", str(workdir), *FLAGS, *flags],
+        cwd=ROOT, env=_env(devices, **extra), stdout=log, stderr=subprocess.STDOUT))
+    log.close()
+  return launch
+
+
+def _wait(launch, workdir, timeout=300) -> list[int]:
+  codes = [p.wait(timeout=timeout) for p in launch]
+  logs = "".join(open(f"{workdir}.p{i}.log").read()[-3000:] for i in range(len(launch)))
+  assert codes == [0] * len(launch), logs
+  return codes
+
+
+def _kill(launch):
+  for p in launch:
+    p.send_signal(signal.SIGKILL)
+  for p in launch:
+    p.wait(timeout=60)
+
+
+def _wait_for(path, launch, timeout=300):
+  deadline = time.monotonic() + timeout
+  while not os.path.isdir(path):
+    assert time.monotonic() < deadline and all(p.poll() is None for p in launch), path
+    time.sleep(0.05)
+
+
+def _losses(workdir) -> dict[int, float]:
+  """Per-step train loss; a step logged again after a resume counts last."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  return {r["step"]: r["loss"] for r in records if r["split"] == "train"}
+
+
+def test_two_processes_train_resume_and_evaluate_as_one(tmp_path):
+  two, one = tmp_path / "two", tmp_path / "one"
+  reference = _launch(one, 1, 1)
+  run = _launch(two, 2, 2)
+  # Killed (both processes, -9) once a checkpoint after validations exists.
+  _wait_for(os.path.join(two, "checkpoints", "6"), run)
+  _kill(run)
+  assert not os.path.exists(os.path.join(two, "eval", "report.json"))
+  _wait(_launch(two, 2, 2), two)   # resumes from the newest checkpoint
+  _wait(reference, one)
+
+  want, got = _losses(one), _losses(two)
+  assert sorted(got) == sorted(want) == list(range(1, STEPS + 1))
+  np.testing.assert_allclose([got[s] for s in want], list(want.values()), rtol=1e-5)
+  with open(os.path.join(two, "eval", "report.json")) as f:
+    report = json.load(f)
+  with open(os.path.join(one, "eval", "report.json")) as f:
+    assert report["mean"]["model"]["psnr"] == pytest.approx(
+        json.load(f)["mean"]["model"]["psnr"], abs=1e-3)
+  assert os.listdir(os.path.join(two, "best")) and os.path.isdir(
+      os.path.join(two, "checkpoints", str(STEPS)))
+
+  # Evaluation on both processes: one report, the training's final one.
+  _wait(_launch(two, 2, 2, "--mode=evaluate"), two)
+  with open(os.path.join(two, "eval", "val", "report.json")) as f:
+    assert json.load(f)["mean"]["model"]["psnr"] == pytest.approx(
+        report["mean"]["model"]["psnr"], abs=1e-4)
+
+
+def test_a_process_whose_peer_dies_exits_within_the_heartbeat_timeout(tmp_path):
+  workdir = tmp_path / "run"
+  run = _launch(workdir, 2, 2, "--config.num_train_steps=100000")
+  _wait_for(os.path.join(workdir, "checkpoints", "3"), run)
+  killed = time.monotonic()
+  run[1].send_signal(signal.SIGKILL)
+  code = run[0].wait(timeout=60)
+  waited = time.monotonic() - killed
+  assert code != 0
+  assert waited < 5 + 15, waited   # the heartbeat timeout, and some slack
+  with open(f"{workdir}.p0.log") as f:
+    assert "another task died" in f.read()
+
+
+def test_unreachable_coordinator_is_one_line():
+  result = subprocess.run(
+      [sys.executable, TINY_MAIN, "--config", "configs/default.py",
+       "--workdir", "/nonexistent/never-made", *FLAGS,
+       "--config.distributed.initialization_timeout=2"],
+      cwd=ROOT, capture_output=True, text=True, timeout=120,
+      env=_env(1, JAX_COORDINATOR_ADDRESS=f"localhost:{_free_port()}",
+               JAX_NUM_PROCESSES=2, JAX_PROCESS_ID=1))
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert lines[-1].startswith("error: JAX_COORDINATOR_ADDRESS: localhost:"), lines
+  assert "initialization_timeout=2 s" in lines[-1] and "Traceback" not in result.stderr

@@ -101,6 +101,9 @@ BAD = [
     ("adapt.lr", 0.0, "must be positive"),
     ("adapt.spatial_weight", -0.1, "must be 0 or positive"),
     ("adapt.eval_tiles", 0, "must be positive"),
+    ("distributed.initialization_timeout", 0, "must be >= 1"),
+    ("distributed.heartbeat_timeout", -5, "must be >= 1"),
+    ("distributed.shutdown_timeout", 0, "must be >= 1"),
 ]
 
 

@@ -119,10 +119,29 @@ def test_two_processes_train_resume_and_evaluate_as_one(tmp_path):
         report["mean"]["model"]["psnr"], abs=1e-4)
 
 
-def test_a_process_whose_peer_dies_exits_within_the_heartbeat_timeout(tmp_path):
+def _stopped_at(log_path) -> int:
+  with open(log_path) as f:
+    stops = [line for line in f if "; checkpoint saved." in line]
+  assert len(stops) == 1, log_path
+  return int(stops[0].split(" at step ")[1].split(";")[0])
+
+
+def test_sigterm_to_one_process_stops_all_and_a_dead_peer_ends_the_others(tmp_path):
   workdir = tmp_path / "run"
-  run = _launch(workdir, 2, 2, "--config.num_train_steps=100000")
+  endless = "--config.num_train_steps=100000"
+  run = _launch(workdir, 2, 2, endless)
   _wait_for(os.path.join(workdir, "checkpoints", "3"), run)
+  # SIGTERM to one host: every host saves the same step and exits 0.
+  run[1].send_signal(signal.SIGTERM)
+  _wait(run, workdir)
+  step = _stopped_at(f"{workdir}.p0.log")
+  assert _stopped_at(f"{workdir}.p1.log") == step
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", str(step)))
+
+  # Resumed, then one host killed -9: the other exits non-zero within the
+  # heartbeat timeout (5 s here) instead of waiting forever.
+  run = _launch(workdir, 2, 2, endless)
+  _wait_for(os.path.join(workdir, "checkpoints", str(step + 3 - step % 3)), run)
   killed = time.monotonic()
   run[1].send_signal(signal.SIGKILL)
   code = run[0].wait(timeout=60)
@@ -131,6 +150,7 @@ def test_a_process_whose_peer_dies_exits_within_the_heartbeat_timeout(tmp_path):
   assert waited < 5 + 15, waited   # the heartbeat timeout, and some slack
   with open(f"{workdir}.p0.log") as f:
     assert "another task died" in f.read()
+  print(f"survivor exited {waited:.1f} s after its peer was killed")
 
 
 def test_unreachable_coordinator_is_one_line():

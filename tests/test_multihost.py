@@ -38,8 +38,9 @@ def _free_port() -> int:
 
 
 def _env(devices: int, **extra) -> dict:
-  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+  # The suite's XLA flags and compilation cache (tests/conftest.py) carry over.
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", XLA_FLAGS=flags.strip(),
              JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
   env.update({k: str(v) for k, v in extra.items()})
   return env

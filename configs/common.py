@@ -16,7 +16,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data = data = ml_collections.ConfigDict()
   data.source = "synthetic"      # synthetic | photo | h5 | geotiff
   data.seed = config.get_ref("seed")  # follows config.seed (synthetic scenes)
-  data.root = ""                 # photo folders root / GeoTIFF folder
+  # photo folders root / GeoTIFF folder (geotiff: per scene the last tenth of
+  # the tile rows is held out, its first half val, the rest test)
+  data.root = ""
   data.train_file = ""           # PanCollection .h5 files
   data.val_file = ""
   data.test_file = ""

@@ -2,7 +2,7 @@
 
 import math
 
-from pansharp_jax import metrics
+from pansharp_jax import metrics, scene_metrics
 from pansharp_jax.data import scene, wald
 from pansharp_jax.errors import ConfigError
 from pansharp_jax.models import registry, sizes, world
@@ -93,7 +93,7 @@ def validate(config) -> None:
   _require(config.best_mode in ("max", "min"), "best_mode",
            f"must be max or min, got {config.best_mode!r}")
   _require(float(config.optim.lr) > 0, "optim.lr", "must be positive")
-  _check_adapt(config.adapt, ratio)
+  _check_adapt(config.adapt, ratio, int(config.data.image_size))
   _require(0 <= float(config.optim.ema_decay) < 1, "optim.ema_decay",
            "must be in [0, 1)")
   _require(0 <= int(config.seed) < 2**32, "seed",
@@ -205,11 +205,17 @@ def _check_probe(probe):
   _at_least(probe, "probe.", ("max_batch_size",), 1)
 
 
-def _check_adapt(adapt, ratio: int) -> None:
+def _check_adapt(adapt, ratio: int, image_size: int) -> None:
   for field in ("steps", "batch_size", "crop_size"):
     _require(int(adapt[field]) >= 0, f"adapt.{field}", "must be 0 or positive")
-  _require(int(adapt.crop_size) % (4 * ratio) == 0, "adapt.crop_size",
-           f"must be a multiple of 4 x data.ratio = {4 * ratio}, got {adapt.crop_size}")
+  unit = math.lcm(4 * ratio, scene_metrics.BLOCK)
+  _require(int(adapt.crop_size) % unit == 0, "adapt.crop_size",
+           f"must be a multiple of {unit} (the {scene_metrics.BLOCK} px blocks of the indices "
+           f"and 4 x data.ratio = {4 * ratio}), got {adapt.crop_size}")
+  crop = int(adapt.crop_size) or image_size // unit * unit
+  _require(ratio <= int(adapt.ceiling_window) <= crop, "adapt.ceiling_window",
+           f"must lie in [data.ratio = {ratio}, the crop size {crop}], "
+           f"got {adapt.ceiling_window}")
   _require(float(adapt.lr) > 0, "adapt.lr", "must be positive")
   _require(float(adapt.spatial_weight) >= 0, "adapt.spatial_weight",
            "must be 0 or positive")

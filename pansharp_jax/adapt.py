@@ -36,6 +36,7 @@ from pansharp_jax.errors import DataError
 
 # A crop (training or scoring) needs at least this share of valid pixels.
 MIN_VALID = 0.5
+_STRIP = 256  # MS rows read at a time for the valid grid
 
 
 def crop_unit(ratio: int) -> int:
@@ -69,17 +70,14 @@ def _valid_ms_grid(scene: Scene) -> np.ndarray:
   return grid
 
 
-_STRIP = 256  # MS rows read at a time for the valid grid
-
-
 def _valid_shares(scene: Scene, crop: int) -> np.ndarray:
   """Share of valid MS pixels in the crop at every MS-grid origin:
   (rows, cols) for origins (i x ratio, j x ratio)."""
   size = crop // scene.ratio
-  sums = np.pad(_valid_ms_grid(scene).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+  sums = np.pad(_valid_ms_grid(scene).cumsum(0, np.int32).cumsum(1), ((1, 0), (1, 0)))
   window = (sums[size:, size:] - sums[:-size, size:] - sums[size:, :-size]
             + sums[:-size, :-size])
-  return window / size**2
+  return window / np.float32(size**2)
 
 
 def tile_origins(scene: Scene, crop: int, count: int) -> list[tuple[int, int]]:

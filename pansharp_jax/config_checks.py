@@ -93,7 +93,7 @@ def validate(config) -> None:
   _require(config.best_mode in ("max", "min"), "best_mode",
            f"must be max or min, got {config.best_mode!r}")
   _require(float(config.optim.lr) > 0, "optim.lr", "must be positive")
-  _check_adapt(config.adapt, ratio, int(config.data.image_size))
+  _check_adapt(config.adapt, ratio)
   _require(0 <= float(config.optim.ema_decay) < 1, "optim.ema_decay",
            "must be in [0, 1)")
   _require(0 <= int(config.seed) < 2**32, "seed",
@@ -205,17 +205,17 @@ def _check_probe(probe):
   _at_least(probe, "probe.", ("max_batch_size",), 1)
 
 
-def _check_adapt(adapt, ratio: int, image_size: int) -> None:
+def _check_adapt(adapt, ratio: int) -> None:
   for field in ("steps", "batch_size", "crop_size"):
     _require(int(adapt[field]) >= 0, f"adapt.{field}", "must be 0 or positive")
   unit = math.lcm(4 * ratio, scene_metrics.BLOCK)
   _require(int(adapt.crop_size) % unit == 0, "adapt.crop_size",
            f"must be a multiple of {unit} (the {scene_metrics.BLOCK} px blocks of the indices "
            f"and 4 x data.ratio = {4 * ratio}), got {adapt.crop_size}")
-  crop = int(adapt.crop_size) or image_size // unit * unit
+  # With crop_size 0 the crop depends on the scene: adapt checks it there.
+  crop = int(adapt.crop_size) or float("inf")
   _require(ratio <= int(adapt.ceiling_window) <= crop, "adapt.ceiling_window",
-           f"must lie in [data.ratio = {ratio}, the crop size {crop}], "
-           f"got {adapt.ceiling_window}")
+           f"must lie in [data.ratio = {ratio}, adapt.crop_size], got {adapt.ceiling_window}")
   _require(float(adapt.lr) > 0, "adapt.lr", "must be positive")
   _require(float(adapt.spatial_weight) >= 0, "adapt.spatial_weight",
            "must be 0 or positive")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import train_tiny
 
-from pansharp_jax import adapt, inference
+from pansharp_jax import adapt, errors, inference
 from pansharp_jax.data import sources
 from pansharp_jax.data.scene import ArrayScene
 
@@ -85,3 +85,12 @@ def test_crop_rounds_to_whole_32_px_blocks(sample, restored, pan_hw, image_size)
   assert adapt.crop_size(config, scene) == 32
   _, summary = adapt.adapt_scene(restored, scene, config, progress=False)
   assert summary["crop"] == 32 and 0 <= summary["after"]["qnr"] <= 1
+
+
+def test_ceiling_window_wider_than_the_scene_crop_is_one_error(sample, restored):
+  ms, pan = sample
+  scene = ArrayScene(ms[:12, :24], pan[:48, :96], 4, 2047)
+  config = _config(crop_size=0, ceiling_window=48)
+  with pytest.raises(errors.DataError, match="^PAN: the scene's 32 px crops are smaller "
+                     "than adapt.ceiling_window=48$"):
+    adapt.fine_tune(restored.model, restored.variables, scene, config, progress=False)

@@ -6,7 +6,9 @@ import train_tiny
 from pansharp_jax.models import registry
 
 
-@pytest.fixture(autouse=True, scope="session")
+# Module scope, not session: under pytest-xdist a worker runs files of other
+# folders after these, and they must get the real registry back.
+@pytest.fixture(autouse=True, scope="module")
 def tiny_model():
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(registry, "build_model", train_tiny.build)

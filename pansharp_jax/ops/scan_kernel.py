@@ -21,8 +21,10 @@ Forms Mosaic GPU's layout inference refused when this was written: loading a
 (d_state,) row and indexing it; so B[t, n] and C[t, n] are scalar loads.
 """
 
+import contextlib
 import functools
 import inspect
+import threading
 
 import jax
 from jax import lax
@@ -36,6 +38,21 @@ except ImportError:  # pragma: no cover - jaxlib without Pallas
 
 TILE = 16    # time steps per pipeline stage; states are saved at tile starts
 BLOCK = 128  # channels per program: one warpgroup, a channel per thread
+
+
+_LOWERING_FOR_GPU = threading.local()
+
+
+@contextlib.contextmanager
+def lowering_for_gpu():
+  """Lets a CPU-only process trace the GPU kernels, to export them for
+  CUDA (`jax.export(..., platforms=("cuda",))`); running them still fails."""
+  before = getattr(_LOWERING_FOR_GPU, "active", False)
+  _LOWERING_FOR_GPU.active = True
+  try:
+    yield
+  finally:
+    _LOWERING_FOR_GPU.active = before
 
 
 def unavailable_reason():
@@ -62,11 +79,12 @@ def fused_scan(u, delta, A, B, C, D, z, delta_bias, h0, *, delta_softplus,
   reason = unavailable_reason()
   if reason:
     raise ValueError(f"selective_scan method 'fused' needs Mosaic GPU: {reason}")
-  if not interpret and jax.default_backend() != "gpu":
+  if (not interpret and jax.default_backend() == "cpu"
+      and not getattr(_LOWERING_FOR_GPU, "active", False)):
     raise ValueError(
         "selective_scan method 'fused' runs on NVIDIA GPUs only (backend is "
-        f"{jax.default_backend()!r}); use method 'chunked' or 'sequential', "
-        "or interpret=True to test the kernel on CPU")
+        "'cpu'); use method 'chunked' or 'sequential', or interpret=True to "
+        "test the kernel on CPU")
   batch, length, channels = u.shape
   f32 = jnp.float32
   D = jnp.zeros((channels,), f32) if D is None else D
@@ -234,12 +252,22 @@ def _layout(u, delta, A, B, C, D, delta_bias, h0, z, block):
 # The per-step math, on lists of (block,) float32 vectors: one per state.
 
 
+def _sigmoid(x):
+  return 1 / (1 + jnp.exp(-x))
+
+
+def _softplus(x):
+  """log(1 + e^x) from exp and log: Mosaic GPU has no log1p or logistic."""
+  return jnp.maximum(x, 0) + jnp.log(1 + jnp.exp(-jnp.abs(x)))
+
+
 def _step_inputs(u_ref, d_ref, t, valid, bias, softplus):
   """u, delta after bias and softplus (0 on padding) and the raw delta."""
   u = u_ref[t].astype(jnp.float32)
   raw = d_ref[t].astype(jnp.float32) + bias
-  delta = jax.nn.softplus(raw) if softplus else raw
-  return u, jnp.where(valid, delta, 0.0), raw
+  delta = _softplus(raw) if softplus else raw
+  # A multiply, not a select: Mosaic GPU selects only same-shaped operands.
+  return u, delta * valid.astype(jnp.float32), raw
 
 
 def _order(t, reverse):
@@ -270,7 +298,8 @@ def _forward_tile(tile, u_ref, d_ref, b_ref, c_ref, z_ref, y_ref, ck_ref,
       y = y + h * c_ref[row, n].astype(jnp.float32)
       new.append(h)
     if z_ref is not None:
-      y = y * jax.nn.silu(z_ref[row].astype(jnp.float32))
+      zt = z_ref[row].astype(jnp.float32)
+      y = y * zt * _sigmoid(zt)
     y_ref[row] = y.astype(y_ref.dtype)
     return tuple(new)
 
@@ -315,7 +344,7 @@ def _backward_tile(tile, u_ref, d_ref, b_ref, c_ref, z_ref, dy_ref, ck_ref,
     h = [a[n] * prev[n] + du_prod * Bv[n] for n in range(n_state)]
     if z_ref is not None:
       zt = z_ref[row].astype(f32)
-      gate = jax.nn.sigmoid(zt)
+      gate = _sigmoid(zt)
       ys = D * u
       for n in range(n_state):
         ys = ys + h[n] * Cv[n]
@@ -335,8 +364,8 @@ def _backward_tile(tile, u_ref, d_ref, b_ref, c_ref, z_ref, dy_ref, ck_ref,
       new_dA.append(dA[n] + dhn * prev[n] * delta * a[n])
       new_dh.append(dhn * a[n])
     if softplus:
-      ddelta = ddelta * jax.nn.sigmoid(raw)
-    dd_ref[row] = jnp.where(valid, ddelta, 0.0).astype(dd_ref.dtype)
+      ddelta = ddelta * _sigmoid(raw)
+    dd_ref[row] = (ddelta * valid.astype(f32)).astype(dd_ref.dtype)
     du_ref[row] = du.astype(du_ref.dtype)
     return tuple(new_dh), tuple(new_dA), dD
 

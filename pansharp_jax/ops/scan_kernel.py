@@ -21,14 +21,14 @@ Forms Mosaic GPU's layout inference refused when this was written: loading a
 (d_state,) row and indexing it; so B[t, n] and C[t, n] are scalar loads.
 """
 
-import contextlib
 import functools
 import inspect
-import threading
 
 import jax
 from jax import lax
 import jax.numpy as jnp
+
+from pansharp_jax.ops import backend
 
 try:
   from jax.experimental import pallas as pl
@@ -38,21 +38,11 @@ except ImportError:  # pragma: no cover - jaxlib without Pallas
 
 TILE = 16    # time steps per pipeline stage; states are saved at tile starts
 BLOCK = 128  # channels per program: one warpgroup, a channel per thread
-
-
-_LOWERING_FOR_GPU = threading.local()
-
-
-@contextlib.contextmanager
-def lowering_for_gpu():
-  """Lets a CPU-only process trace the GPU kernels, to export them for
-  CUDA (`jax.export(..., platforms=("cuda",))`); running them still fails."""
-  before = getattr(_LOWERING_FOR_GPU, "active", False)
-  _LOWERING_FOR_GPU.active = True
-  try:
-    yield
-  finally:
-    _LOWERING_FOR_GPU.active = before
+SUB = 8      # steps of a tile whose states the backward pass holds at once
+# The kernels' XLA custom call, and the jax.export check to disable to export
+# it (Mosaic GPU's custom call is not in export's stable list).
+CUSTOM_CALL = "mosaic_gpu_v2"
+EXPORT_CHECK = jax.export.DisabledSafetyCheck.custom_call(CUSTOM_CALL)
 
 
 def unavailable_reason():
@@ -79,12 +69,11 @@ def fused_scan(u, delta, A, B, C, D, z, delta_bias, h0, *, delta_softplus,
   reason = unavailable_reason()
   if reason:
     raise ValueError(f"selective_scan method 'fused' needs Mosaic GPU: {reason}")
-  if (not interpret and jax.default_backend() == "cpu"
-      and not getattr(_LOWERING_FOR_GPU, "active", False)):
+  if not interpret and backend.target() != "gpu":
     raise ValueError(
         "selective_scan method 'fused' runs on NVIDIA GPUs only (backend is "
-        "'cpu'); use method 'chunked' or 'sequential', or interpret=True to "
-        "test the kernel on CPU")
+        f"{backend.target()!r}); use method 'chunked' or 'sequential', or "
+        "interpret=True to test the kernel on CPU")
   batch, length, channels = u.shape
   f32 = jnp.float32
   D = jnp.zeros((channels,), f32) if D is None else D
@@ -207,7 +196,7 @@ def _backward(lay, checkpoints, dy, dlast, *, length, softplus, reverse,
 
   grads = _launch(
       tile_fn, ins, outs,
-      scratch=(jax.ShapeDtypeStruct((TILE, n_state, block), f32),),
+      scratch=(jax.ShapeDtypeStruct((SUB, n_state, block), f32),),
       block=block, reverse=not reverse, interpret=interpret)
   if not has_z:
     grads = grads[:4] + (None,) + grads[4:]
@@ -315,30 +304,32 @@ def _backward_tile(tile, u_ref, d_ref, b_ref, c_ref, z_ref, dy_ref, ck_ref,
   dh, dA, dD = carry
   f32 = jnp.float32
 
-  # Recompute the states entering each step, from the saved tile start.
-  def recompute(t, hs):
-    row = _order(t, reverse)
-    u, delta, _ = _step_inputs(u_ref, d_ref, row, _valid(tile, row, length),
-                               bias, softplus)
-    new = []
-    for n, h in enumerate(hs):
-      hist_ref[row, n] = h
-      new.append(jnp.exp(delta * A[n]) * h
-                 + delta * u * b_ref[row, n].astype(f32))
-    return tuple(new)
+  # The states entering each step of a part of the tile, recomputed from the
+  # saved tile start into hist_ref ((SUB, d_state, block): half a tile, to
+  # fit shared memory beside the pipeline's buffers).
+  def recompute(start, stop, hs, store):
+    def body(step, hs):
+      row = _order(step, reverse)
+      u, delta, _ = _step_inputs(u_ref, d_ref, row,
+                                 _valid(tile, row, length), bias, softplus)
+      new = []
+      for n, h in enumerate(hs):
+        if store:
+          hist_ref[step - start, n] = h
+        new.append(jnp.exp(delta * A[n]) * h
+                   + delta * u * b_ref[row, n].astype(f32))
+      return tuple(new)
+    return lax.fori_loop(start, stop, body, hs)
 
-  lax.fori_loop(0, TILE, recompute,
-                tuple(ck_ref[0, n] for n in range(n_state)))
-
-  def adjoint(t, carry):
+  def adjoint(step, start, carry):
     dh, dA, dD = carry
-    row = _order(TILE - 1 - t, reverse)
+    row = _order(step, reverse)
     valid = _valid(tile, row, length)
     u, delta, raw = _step_inputs(u_ref, d_ref, row, valid, bias, softplus)
     du_prod = delta * u
     g = dy_ref[row].astype(f32)
     a = [jnp.exp(delta * A[n]) for n in range(n_state)]
-    prev = [hist_ref[row, n] for n in range(n_state)]
+    prev = [hist_ref[step - start, n] for n in range(n_state)]
     Bv = [b_ref[row, n].astype(f32) for n in range(n_state)]
     Cv = [c_ref[row, n].astype(f32) for n in range(n_state)]
     h = [a[n] * prev[n] + du_prod * Bv[n] for n in range(n_state)]
@@ -369,7 +360,15 @@ def _backward_tile(tile, u_ref, d_ref, b_ref, c_ref, z_ref, dy_ref, ck_ref,
     du_ref[row] = du.astype(du_ref.dtype)
     return tuple(new_dh), tuple(new_dA), dD
 
-  return lax.fori_loop(0, TILE, adjoint, (tuple(dh), tuple(dA), dD))
+  carry = (tuple(dh), tuple(dA), dD)
+  for start in reversed(range(0, TILE, SUB)):  # the later part first
+    hs = tuple(ck_ref[0, n] for n in range(n_state))
+    hs = recompute(0, start, hs, store=False)
+    recompute(start, start + SUB, hs, store=True)
+    carry = lax.fori_loop(
+        0, SUB, lambda t, c, start=start: adjoint(start + SUB - 1 - t, start, c),
+        carry)
+  return carry
 
 
 # ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from pansharp_jax.ops import backend
 from pansharp_jax.ops import scan_kernel
 
 METHODS = ("auto", "associative", "sequential", "chunked", "fused")
@@ -73,7 +74,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
   """
   _check_shapes(u, delta, A, B, C, D, z, delta_bias, h0)
   if method == "auto":
-    method = "sequential" if jax.default_backend() == "cpu" else "chunked"
+    method = "sequential" if backend.target() == "cpu" else "chunked"
   if method == "fused":
     y, last_state = scan_kernel.fused_scan(
         u, delta, A, B, C, D, z, delta_bias, h0,

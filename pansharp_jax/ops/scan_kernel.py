@@ -100,7 +100,7 @@ def _scan_function(has_z, softplus, reverse, interpret, block):
                   block)
     y, checkpoints, last = _forward(lay, length=length, **static)
     out = (y[:, :length, :channels],
-           last[:, :, :channels].swapaxes(1, 2))
+           last[:, :A.shape[1], :channels].swapaxes(1, 2))
     return out, (args, checkpoints)
 
   def backward(res, cotangents):
@@ -112,17 +112,18 @@ def _scan_function(has_z, softplus, reverse, interpret, block):
     lay = _layout(u, delta, A, B, C, D, delta_bias, h0, z[0] if z else None,
                   block)
     lp, cp = lay["u"].shape[1:]
-    dlast = _pad(dlast.astype(jnp.float32).swapaxes(1, 2), channels=cp)
-    grads = _backward(lay, checkpoints, _pad(dy, lp, cp), dlast,
-                      length=length, **static)
+    grads = _backward(lay, checkpoints, _pad(dy, lp, cp),
+                      _state_layout(dlast, cp), length=length, **static)
     du, ddelta, dB, dC, dz, carry = grads
     tokens = lambda x: x[:, :length, :channels]
     ddelta = tokens(ddelta)
+    padded = lay["B"].shape[-1]
     carry = carry[:, :, :channels]
-    out = [tokens(du), ddelta, carry[:, n_state:2 * n_state].sum(0).T,
-           dB.sum(1)[:, :length], dC.sum(1)[:, :length],
-           carry[:, 2 * n_state].sum(0), ddelta.sum((0, 1)),
-           carry[:, :n_state].swapaxes(1, 2)]
+    dh0, dA, dD = (carry[:, :n_state], carry[:, padded:padded + n_state],
+                   carry[:, 2 * padded])
+    out = [tokens(du), ddelta, dA.sum(0).T,
+           dB.sum(1)[:, :length, :n_state], dC.sum(1)[:, :length, :n_state],
+           dD.sum(0), ddelta.sum((0, 1)), dh0.swapaxes(1, 2)]
     if z:
       out.append(tokens(dz))
     return tuple(g.astype(x.dtype) for g, x in zip(out, args))
@@ -214,7 +215,7 @@ def _split_params(params, n_state):
 
 
 def _pad(x, length=None, channels=None, axis_l=1):
-  """Zero-pads the time axis to `length` and the last axis to `channels`."""
+  """Zero-pads axis `axis_l` (time) to `length`, the last axis to `channels`."""
   widths = [(0, 0)] * x.ndim
   if length is not None:
     widths[axis_l] = (0, length - x.shape[axis_l])
@@ -227,14 +228,29 @@ def _layout(u, delta, A, B, C, D, delta_bias, h0, z, block):
   length, channels = u.shape[1:]
   lp = -(-length // TILE) * TILE
   cp = -(-channels // block) * block
+  n_state = _padded_states(A.shape[1])
   tok = lambda x: _pad(x, lp, cp)
   f32 = jnp.float32
-  params = jnp.concatenate([A.T.astype(f32), D[None].astype(f32),
+  # Extra states have B = C = 0 and h0 = 0: they stay 0 and add nothing.
+  A_t = _pad(A.T.astype(f32), n_state, axis_l=0)
+  params = jnp.concatenate([A_t, D[None].astype(f32),
                             delta_bias[None].astype(f32)])  # (N + 2, ch)
   return dict(
-      u=tok(u), delta=tok(delta), B=_pad(B, lp), C=_pad(C, lp),
-      z=None if z is None else tok(z), params=_pad(params, channels=cp),
-      h0=_pad(h0.astype(f32).swapaxes(1, 2), channels=cp))
+      u=tok(u), delta=tok(delta), B=_pad(B, lp, n_state),
+      C=_pad(C, lp, n_state), z=None if z is None else tok(z),
+      params=_pad(params, channels=cp), h0=_state_layout(h0, cp))
+
+
+def _padded_states(n_state):
+  """d_state rounded up to 8: async copies need rows of 16-byte multiples
+  (B and C in bf16 are (length, d_state)); the model has d_state 18, 20."""
+  return -(-n_state // 8) * 8
+
+
+def _state_layout(h, channels):
+  """(batch, ch, d_state) -> (batch, padded d_state, padded ch), float32."""
+  h = h.astype(jnp.float32).swapaxes(1, 2)
+  return _pad(h, _padded_states(h.shape[1]), channels)
 
 
 # ---------------------------------------------------------------------------

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from pansharp_jax import ops
-from pansharp_jax.ops import backend, scan_kernel
+from pansharp_jax.ops import backend, pallas_launch, scan_kernel
 from tests.ops.scan_reference import FULL, assert_close, make_inputs, reference
 
 pytestmark = pytest.mark.skipif(
-    scan_kernel.unavailable_reason() is not None,
-    reason=f"fused scan unavailable: {scan_kernel.unavailable_reason()}")
+    pallas_launch.unavailable_reason() is not None,
+    reason=f"fused scan unavailable: {pallas_launch.unavailable_reason()}")
 
 ARRAYS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "h0")
 
@@ -121,7 +121,7 @@ def test_selective_scan_runs_the_kernel():
 
 
 def test_missing_mosaic_gpu_is_one_error(monkeypatch):
-  monkeypatch.setattr(scan_kernel, "plgpu", None)
+  monkeypatch.setattr(pallas_launch, "plgpu", None)
   inputs = make_inputs(3, 1, 4, 3, 4)
   with pytest.raises(ValueError, match="needs Mosaic GPU"):
     ops.selective_scan(**inputs, method="fused", interpret=True)

@@ -224,3 +224,33 @@ def _state_layout(h, channels):
   """(batch, ch, d_state) -> (batch, padded d_state, padded ch), float32."""
   h = h.astype(jnp.float32).swapaxes(1, 2)
   return _pad(h, _padded_states(h.shape[1]), channels)
+
+
+def hbm_bytes(batch, length, channels, d_state, itemsize, *, gate=True,
+              backward=False, block=BLOCK):
+  """Bytes the kernels read and write in HBM, at their padded shapes.
+
+  Forward: u, delta (and z), B and C once, the per-channel parameters and
+  h0 once per program; y once, the float32 state at every tile start and
+  the last state. The backward kernel reads them again with dy and the tile
+  states, and writes du, d(delta) (float32), dz, per-block dB and dC
+  partials (float32) and its (dh0, dA, dD) carry. Padding copies made
+  outside the kernels (channels to a multiple of `block`, the length to one
+  of TILE) are not counted.
+  """
+  lp = -(-length // TILE) * TILE
+  cp = -(-channels // block) * block
+  n = _padded_states(d_state)
+  programs = batch * (cp // block)
+  tokens = batch * lp * cp
+  streams = (3 if gate else 2) * tokens * itemsize + 2 * batch * lp * n * itemsize
+  params = programs * (n + 2) * block * 4
+  states = batch * (lp // TILE) * n * cp * 4
+  fwd = streams + params + 2 * batch * n * cp * 4 + tokens * itemsize + states
+  if not backward:
+    return fwd
+  carry = batch * (2 * n + 1) * cp * 4
+  bwd_reads = streams + tokens * itemsize + states + params + carry
+  bwd_writes = (tokens * (itemsize + 4 + (itemsize if gate else 0))
+                + 2 * programs * lp * n * 4 + carry)
+  return fwd + bwd_reads + bwd_writes

@@ -16,6 +16,7 @@ import functools
 import importlib.metadata
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -29,6 +30,7 @@ import numpy as np
 from benchmarks import common, gpu_suite_train
 from benchmarks.gpu_suite_report import Skip, to_json, write_atomic
 from pansharp_jax.ops import attention as attention_lib
+from pansharp_jax.ops import scan_kernel
 
 GIB, MIB = 2**30, 2**20
 _CPU_RUN_BUDGET = 4 * GIB    # temporaries a CPU run may take
@@ -274,7 +276,8 @@ def scan(job, args, sizes):
     # The sequential reference runs last on a GPU, where it is by far the
     # slowest at 65k tokens (the time budget goes to the fast forms first),
     # and first on a CPU, where it is the fast one.
-    methods = [("associative", None)] + [("chunked", c) for c in sizes.scan_chunks]
+    methods = [("fused", None), ("associative", None)] + [
+        ("chunked", c) for c in sizes.scan_chunks]
     methods = methods + [("sequential", None)] if _on_gpu() else [
         ("sequential", None)] + methods
     outputs = {}
@@ -294,7 +297,14 @@ def scan(job, args, sizes):
 
 
 def _scan_row(method, chunk, inputs, io, bandwidth, outputs, sizes):
-  """Compiles, runs (keeping y and the gradients in `outputs`) and times."""
+  """Compiles, runs (keeping y and the gradients in `outputs`) and times.
+  The fused kernel's row adds its bounds: its own HBM traffic
+  (ops/scan_kernel.hbm_bytes) over the bandwidth, and its exps over the
+  GPU's exp throughput."""
+  if method == "fused" and not _on_gpu():
+    raise Skip(f"the fused kernel needs an NVIDIA GPU (backend: "
+               f"{jax.default_backend()}); tests/ops/test_scan_kernel.py "
+               "checks it in the interpreter")
   fwd_fn, both_fn = common.scan_fns(method, chunk or 256)
   fwd, both, row = _compile_pair((fwd_fn, inputs), (both_fn, inputs))
   if "status" in row:
@@ -307,7 +317,51 @@ def _scan_row(method, chunk, inputs, io, bandwidth, outputs, sizes):
     row[f"achieved_{name}_gbps"] = nbytes / seconds / 1e9
     if bandwidth:
       row[f"x_bound_{name}"] = seconds / (nbytes / bandwidth)
+    if method == "fused":
+      row.update(_fused_bounds(name, seconds, inputs, bandwidth))
   return row
+
+
+def _fused_bounds(name, seconds, inputs, bandwidth):
+  """The fused kernel's time over its HBM bound and over its exp bound.
+
+  Exps: one per (token, channel, state) forward; the backward recomputes
+  1.5 tiles' worth (half tiles from the tile start, ops/scan_tiles.py) and
+  takes one more per step in the adjoint: 3.5 per element in all.
+  """
+  batch, length, channels = inputs["u"].shape
+  d_state = inputs["A"].shape[1]
+  kernel_bytes = scan_kernel.hbm_bytes(
+      batch, length, channels, d_state, inputs["u"].dtype.itemsize,
+      gate="z" in inputs, backward=name == "fwdbwd")
+  row = {f"kernel_io_{name}_mb": round(kernel_bytes / 1e6, 1)}
+  if bandwidth:
+    row[f"x_kernel_hbm_bound_{name}"] = seconds / (kernel_bytes / bandwidth)
+  rate, source = _exp_rate()
+  row["exp_rate"] = source
+  if rate:
+    exps = batch * length * channels * d_state * (1 if name == "fwd" else 3.5)
+    row[f"x_exp_bound_{name}"] = seconds / (exps / rate)
+  return row
+
+
+# Boost clocks (Hz) of the GPUs the suite is run on, for the exp bound: the
+# SFU does 16 exp2 per SM per clock on sm_80 and sm_90 (CUDA programming
+# guide, arithmetic instruction throughput).
+_BOOST_CLOCK = ((("h100",), 1.98e9), (("h200",), 1.98e9), (("a100",), 1.41e9))
+
+
+def _exp_rate():
+  """(exps per second, where it came from) or (None, why not)."""
+  device = jax.devices()[0]
+  words = set(re.split(r"[^a-z0-9]+", device.device_kind.lower()))
+  clock = next((c for entry, c in _BOOST_CLOCK if words.issuperset(entry)), None)
+  sms = getattr(device, "core_count", None)
+  if not clock or not sms:
+    return None, f"no SM count or clock known for {device.device_kind}"
+  rate = sms * 16 * clock
+  return rate, (f"{sms} SMs x 16 exp/clock x {clock / 1e9:.2f} GHz = "
+                f"{rate / 1e12:.2f} T exp/s")
 
 
 def _agreement(job, length, outputs):

@@ -31,6 +31,8 @@ Sections, in the order they run:
   (ops/scan_kernel.hbm_bytes) and over its exp-throughput bound; every
   row's y and gradients are compared with the sequential form's on the
   device (the chunked rows check lax.associative_scan's gradients there).
+  Where jax-linear-attention installs, its Mamba-1 Mosaic GPU kernel runs
+  beside the fused one (bf16, channels rounded up to a multiple of 128).
 - train_step: base at 256 px (configs/base_256.py), bf16 + remat and float32
   + remat, each at the batch the memory probe picks (train/memory.py: the
   largest halving batch from --probe_max_batch that fits): images/s, peak

@@ -6,6 +6,7 @@ from pansharp_jax import metrics, scene_metrics
 from pansharp_jax.data import scene, wald
 from pansharp_jax.errors import ConfigError
 from pansharp_jax.models import registry, sizes, world
+from pansharp_jax.ops import backend, pallas_launch
 from pansharp_jax.ops.attention import IMPLS
 from pansharp_jax.ops.scan2d import DIRECTIONS
 from pansharp_jax.ops.selective_scan import METHODS
@@ -130,6 +131,12 @@ def _check_model(model):
   _one_of(model, "model.", "size", tuple(sizes.SIZES))
   _one_of(model, "model.", "directions", DIRECTIONS)
   _one_of(model, "model.", "scan_method", METHODS)
+  if model.scan_method == "fused":
+    reason = pallas_launch.unavailable_reason()
+    _require(reason is None, "model.scan_method", f"'fused' needs Mosaic GPU: {reason}")
+    _require(backend.target() == "gpu", "model.scan_method",
+             f"'fused' runs on NVIDIA GPUs only (backend: {backend.target()}); "
+             "use chunked or sequential")
   _one_of(model, "model.", "attn_impl", IMPLS)
   _at_least(model, "model.", ("scan_chunk", "attn_chunk"), 1)
   _in_range(model, "model.", "dropout", "[0, 1)")

@@ -40,6 +40,7 @@ BAD = [
     ("model.size", "huge", "must be one of tiny, small, base, large"),
     ("model.directions", 3, "must be one of 1, 2, 4"),
     ("model.scan_method", "parallel", "must be one of auto, associative"),
+    ("model.scan_method", "fused", "'fused' runs on NVIDIA GPUs only"),
     ("model.scan_chunk", 0, "must be >= 1"),
     ("model.attn_impl", "flash", "must be one of auto, cudnn, xla, chunked"),
     ("model.attn_chunk", 0, "must be >= 1"),

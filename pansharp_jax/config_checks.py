@@ -2,7 +2,7 @@
 
 import math
 
-from pansharp_jax import metrics
+from pansharp_jax import metrics, scene_metrics
 from pansharp_jax.data import scene, wald
 from pansharp_jax.errors import ConfigError
 from pansharp_jax.models import registry, sizes, world
@@ -213,8 +213,14 @@ def _check_probe(probe):
 def _check_adapt(adapt, ratio: int) -> None:
   for field in ("steps", "batch_size", "crop_size"):
     _require(int(adapt[field]) >= 0, f"adapt.{field}", "must be 0 or positive")
-  _require(int(adapt.crop_size) % (4 * ratio) == 0, "adapt.crop_size",
-           f"must be a multiple of 4 x data.ratio = {4 * ratio}, got {adapt.crop_size}")
+  unit = math.lcm(4 * ratio, scene_metrics.BLOCK)
+  _require(int(adapt.crop_size) % unit == 0, "adapt.crop_size",
+           f"must be a multiple of {unit} (the {scene_metrics.BLOCK} px blocks of the indices "
+           f"and 4 x data.ratio = {4 * ratio}), got {adapt.crop_size}")
+  # With crop_size 0 the crop depends on the scene: adapt checks it there.
+  crop = int(adapt.crop_size) or float("inf")
+  _require(ratio <= int(adapt.ceiling_window) <= crop, "adapt.ceiling_window",
+           f"must lie in [data.ratio = {ratio}, adapt.crop_size], got {adapt.ceiling_window}")
   _require(float(adapt.lr) > 0, "adapt.lr", "must be positive")
   _require(float(adapt.spatial_weight) >= 0, "adapt.spatial_weight",
            "must be 0 or positive")

@@ -97,7 +97,9 @@ BAD = [
     ("predict.nodata", float("inf"), "must be a number, nan or None"),
     ("adapt.steps", -1, "must be 0 or positive"),
     ("adapt.batch_size", -1, "must be 0 or positive"),
-    ("adapt.crop_size", 30, "must be a multiple of 4 x data.ratio = 16"),
+    ("adapt.crop_size", 30, "must be a multiple of 32 (the 32 px blocks of the indices"),
+    ("adapt.crop_size", 48, "and 4 x data.ratio = 16), got 48"),
+    ("adapt.ceiling_window", 2, "must lie in [data.ratio = 4, adapt.crop_size], got 2"),
     ("adapt.lr", 0.0, "must be positive"),
     ("adapt.spatial_weight", -0.1, "must be 0 or positive"),
     ("adapt.eval_tiles", 0, "must be positive"),
@@ -111,6 +113,14 @@ def test_value_outside_its_domain_names_the_field(field, value, message):
   _set(config, field, value)
   with pytest.raises(config_checks.ConfigError,
                      match=rf"^config\.{field}: .*{re.escape(message)}"):
+    config_checks.validate(config)
+
+
+def test_adapt_ceiling_window_larger_than_the_crop_is_rejected():
+  config = default.get_config()
+  config.adapt.crop_size, config.adapt.ceiling_window = 32, 48
+  with pytest.raises(config_checks.ConfigError, match=re.escape(
+      "config.adapt.ceiling_window: must lie in [data.ratio = 4, adapt.crop_size], got 48")):
     config_checks.validate(config)
 
 

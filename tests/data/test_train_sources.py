@@ -79,7 +79,7 @@ def _h5(root):
 
 def _geotiff(root):
   pytest.importorskip("rasterio")
-  # 2 x 2 tiles of 32 px: the first row trains, the last is held out for val.
+  # 2 x 2 tiles of 32 px: the first row trains; of the last, one tile is val, one test.
   fixtures.geotiff_pair(str(root), ms_hw=(64, 64))
   return _config(source="geotiff", root=str(root), sensor="QB", max_value=2047.0)
 

@@ -43,7 +43,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   # ---- model ----
   config.model = model = ml_collections.ConfigDict()
-  model.name = "pansharpener"
+  model.name = "pansharpener"    # pansharpener | pnn | pannet | dicnn | fusionnet (docs/models.md)
   model.size = "base"            # tiny | small | base | large (models/sizes.py)
   model.depth = 0                # ASSM blocks per layer; 0: the size's (base 6, large 8; the original builds 1)
   model.dtype = "float32"        # compute dtype; params stay float32

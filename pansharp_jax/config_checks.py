@@ -146,6 +146,11 @@ def _check_model(model):
   _at_least(w, "model.world.", ("dca_points", "patch_size"), 1)
   _in_range(w, "model.world.", "patch_overlap", "[0, 1)")
   _in_range(w, "model.world.", "patch_alpha", "[0, 1]")
+  foreign = registry.foreign_options(model.name, world.world_options(w))
+  _require(not foreign, "model.world",
+           f"{', '.join(foreign)} (preset {w.preset!r}) are options of the "
+           f"pansharpener, which model.name={model.name} does not have; the "
+           "loss terms dsc and wacx apply to every model")
 
 
 def _check_loss(loss):

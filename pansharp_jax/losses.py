@@ -1,7 +1,9 @@
 """Training losses (SPEC §3). Every term is returned separately so it can be logged.
 
 `compute_losses(outputs, batch, loss_config, world=..., sensor=...)` takes
-the model's `(sr_1_4, sr_1_2, full)` and a batch with `gt` (and `ms`, `pan`
+the model's outputs, finest last: `(sr_1_4, sr_1_2, full)` of the
+pansharpener (multi-scale L1, `loss.scale_weights`) or `(full,)` of a
+single-scale network (L1 on the full output only), and a batch with `gt` (and `ms`, `pan`
 for the sensor-consistency terms), and returns `(total, {name: value})`. A
 term with weight 0 is not computed. New terms register in `_FULL_RES_TERMS`;
 the world-model terms (DSC, WAC-X) in `_WORLD_TERMS`, switched on by the
@@ -281,13 +283,18 @@ def compute_losses(outputs, batch, loss_config, *, world=None,
   `world`: the model's WorldOptions (its `dsc` and `wacx` switches; None:
   no world-model terms); `sensor`: the MTF filters of the DSC term.
   """
-  sr_1_4, sr_1_2, full = (o.astype(jnp.float32) for o in outputs)
+  if len(outputs) not in (1, 3):
+    raise ValueError(f"outputs: (full,) or (sr_1_4, sr_1_2, full), got "
+                     f"{len(outputs)} arrays")
+  *coarse, full = (o.astype(jnp.float32) for o in outputs)
   gt = batch["gt"]
-  gt_1_2 = avg_pool2(gt)
-  gt_1_4 = avg_pool2(gt_1_2)
   w_full, w_half, w_quarter = loss_config.scale_weights
-  terms = {"l1": (w_full * l1(full, gt) + w_half * l1(sr_1_2, gt_1_2) +
-                  w_quarter * l1(sr_1_4, gt_1_4))}
+  terms = {"l1": w_full * l1(full, gt)}
+  if coarse:
+    sr_1_4, sr_1_2 = coarse
+    gt_1_2 = avg_pool2(gt)
+    terms["l1"] += (w_half * l1(sr_1_2, gt_1_2) +
+                    w_quarter * l1(sr_1_4, avg_pool2(gt_1_2)))
   total = loss_config.l1 * terms["l1"]
   for name, fn in _FULL_RES_TERMS.items():
     weight = loss_config.get(name, 0.0)

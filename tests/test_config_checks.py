@@ -143,6 +143,19 @@ def _fields(tree, prefix=""):
       yield prefix + key
 
 
+@pytest.mark.parametrize("name", ["pnn", "pannet", "dicnn", "fusionnet"])
+def test_reference_cnns_refuse_the_pansharpeners_world_options(name):
+  config = default.get_config()
+  config.model.name = name
+  config.model.world.dsc = config.model.world.wacx = True  # loss terms: fine
+  config_checks.validate(config)
+  config.model.world.preset = "core"
+  with pytest.raises(config_checks.ConfigError,
+                     match=rf"^config\.model\.world: wsm \(preset 'core'\) are "
+                     rf"options of the pansharpener, which model.name={name} does not have"):
+    config_checks.validate(config)
+
+
 def test_every_field_of_common_is_checked_or_free():
   """Going through configs/common.py field by field: each has a case above."""
   checked = {field for field, _, _ in BAD}

@@ -156,6 +156,16 @@ def test_wacx_of_two_cosines_in_closed_form():
   assert float(losses.wacx_loss(pred, pan)) == pytest.approx(1.25, rel=1e-4)
 
 
+def test_single_scale_outputs_take_only_the_full_resolution_l1():
+  _, gt = _pair(6, (1, 16, 16, 4))
+  config = default.get_config().loss
+  _, terms = losses.compute_losses((gt + 0.1,), {"gt": gt}, config)
+  assert float(terms["l1"]) == pytest.approx(config.scale_weights[0] * 0.1, rel=1e-4)
+  assert set(terms) == {"l1", "gradient", "ssim", "edge", "fft"}
+  with pytest.raises(ValueError, match=r"outputs: \(full,\) or \(sr_1_4, sr_1_2, full\), got 2"):
+    losses.compute_losses((gt, gt), {"gt": gt}, config)
+
+
 # ---- Z-PNN's full-resolution terms (--mode=adapt) ----
 
 def _window_corr(a, b, window):

@@ -3,6 +3,7 @@
 import pytest
 import train_tiny
 
+from pansharp_jax import commands
 from pansharp_jax.models import registry
 
 
@@ -13,3 +14,13 @@ def tiny_model():
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(registry, "build_model", train_tiny.build)
     yield
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory, tiny_model):
+  """A workdir trained for 10 steps (a checkpoint, a best export and the
+  final validation report), shared by the tests of trained runs."""
+  del tiny_model
+  path = str(tmp_path_factory.mktemp("run"))
+  commands.train(train_tiny.config(**train_tiny.SHORT_RUN), path)
+  return path

@@ -26,6 +26,11 @@ FLAGS = ["--config.data.image_size=32", "--config.data.synthetic.scene_size=32",
          "--config.checkpoint_every=5"]
 
 
+# config() fields of a 10-step run that validates and checkpoints once.
+SHORT_RUN = {"num_train_steps": 10, "eval_every": 10, "checkpoint_every": 10,
+             "log_every": 10}
+
+
 class TinyNet(nn.Module):
   """Two convs around a residual on the interpolated MS, plus a running state."""
 

@@ -21,17 +21,24 @@ Sections, in the order they run:
   abs difference against a float32 reference (full matmul precision, on 512
   of the query rows) and forward / forward+backward times. Anything whose
   XLA temporaries exceed half the device memory is compiled, not run.
-- scan: the S6 selective scan, associative / chunked (64, 128, 256, 512) /
-  sequential at L = 4,096 and 65,536, D = 192, N = 16, batch 4 (2 directions
+- scan: the S6 selective scan, fused (the Pallas kernel, GPU only) /
+  associative / chunked (64, 128, 256, 512) / sequential at L = 4,096 and 65,536, D = 192, N = 16, batch 4 (2 directions
   x 2 modalities x 1 image, as models/assm.py folds them): agreement with the
   sequential form, times, XLA temporaries, and bytes/s of the op's own reads
   and writes against the memory bandwidth (a data-sheet table by GPU name,
   else a measured device copy): fwd+bwd time / bandwidth bound, goal <= 3x.
+  The fused row also gives its time over its own HBM traffic's bound
+  (ops/scan_kernel.hbm_bytes) and over its exp-throughput bound; every
+  row's y and gradients are compared with the sequential form's on the
+  device (the chunked rows check lax.associative_scan's gradients there).
+  Where jax-linear-attention installs, its Mamba-1 Mosaic GPU kernel runs
+  beside the fused one (bf16, channels rounded up to a multiple of 128).
 - train_step: base at 256 px (configs/base_256.py), bf16 + remat and float32
   + remat, each at the batch the memory probe picks (train/memory.py: the
   largest halving batch from --probe_max_batch that fits): images/s, peak
   memory (memory_stats), compile time; then tiny and base with
-  model.depth=1 (the original's layout) at the bf16 pick.
+  model.depth=1 (the original's layout) and base with the fused scan
+  (model.scan_method=fused) at the bf16 pick.
 - original: the original PyTorch model's train and eval step (needs torch
   with CUDA and a checkout, --original_path) at the bf16 row's size and
   batch, fp16 autocast as it trains, and ours / original (goal >= 5x).

@@ -16,7 +16,6 @@ import functools
 import importlib.metadata
 import os
 import platform
-import statistics
 import sys
 import time
 import traceback
@@ -26,13 +25,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import common, gpu_suite_train
+from benchmarks import common, gpu_suite_scan, gpu_suite_train
+from benchmarks import gpu_suite_timing as timing
 from benchmarks.gpu_suite_report import Skip, to_json, write_atomic
 from pansharp_jax.ops import attention as attention_lib
 
-GIB, MIB = 2**30, 2**20
-_CPU_RUN_BUDGET = 4 * GIB    # temporaries a CPU run may take
-_SLOW_S = 2.0                # one timed call is enough above this
+GIB = timing.GIB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,61 +91,6 @@ class Job:
     return row
 
 
-def _on_gpu() -> bool:
-  return jax.default_backend() == "gpu"
-
-
-def _run_budget() -> int:
-  """Temporaries a run may take: half the device's memory limit (4 GiB on
-  a CPU, which reports none)."""
-  stats = jax.devices()[0].memory_stats() or {}
-  return int(stats["bytes_limit"] * 0.5) if "bytes_limit" in stats else _CPU_RUN_BUDGET
-
-
-def _compile(jitted, *args):
-  """common.compile_fn; a compile that runs out of memory is a skip."""
-  try:
-    return common.compile_fn(jitted, *args)
-  except jax.errors.JaxRuntimeError as e:
-    if "RESOURCE_EXHAUSTED" not in str(e):
-      raise
-    raise Skip(f"XLA cannot compile it for this device's memory: "
-               f"{str(e)[:300]}") from e
-
-
-def _check_budget(*compiled):
-  temp = max(c.temp_bytes for c in compiled)
-  if temp > _run_budget():
-    raise Skip(f"compiled, not run: XLA needs {temp / GIB:.1f} GiB of "
-               f"temporaries, over the run budget of {_run_budget() / GIB:.1f} GiB")
-
-
-def _compile_pair(fwd_call, both_call):
-  """Compiles the forward and forward+backward (each `(jitted, *args)`);
-  returns them and the row of their compile figures, marked skipped when
-  their memory would not fit the budget."""
-  fwd, both = _compile(*fwd_call), _compile(*both_call)
-  row = {"compile_fwd_s": round(fwd.compile_s, 2),
-         "compile_fwdbwd_s": round(both.compile_s, 2),
-         "temp_fwd_mib": round(fwd.temp_bytes / MIB, 1),
-         "temp_fwdbwd_mib": round(both.temp_bytes / MIB, 1)}
-  try:
-    _check_budget(fwd, both)
-  except Skip as e:
-    row.update(status="skipped", reason=str(e))
-  return fwd, both, row
-
-
-def _seconds(executable, *args, steps: int) -> float:
-  """Median seconds of a call after a warm-up; one call when slow."""
-  call = lambda _: executable(*args)
-  first, _, _ = common.time_calls(call, None, warmup=1, steps=1)
-  if first > _SLOW_S or steps <= 1:
-    return first
-  _, times, _ = common.time_calls(call, None, warmup=0, steps=steps - 1)
-  return statistics.median([first] + times)
-
-
 def _version(package: str):
   try:
     return importlib.metadata.version(package)
@@ -203,7 +146,7 @@ def attention(job, args, sizes):
   job.set(shape=f"batch 1, heads {h}, head_dim {d}, queries = keys = tokens",
           reference=f"float32 at precision 'highest' on {sizes.attn_ref_queries} "
                     "evenly spaced query rows",
-          run_budget_gib=round(_run_budget() / GIB, 1),
+          run_budget_gib=round(timing.run_budget() / GIB, 1),
           fwd_tflops="4 x heads x tokens^2 x head_dim / forward time")
   for tokens in sizes.attn_tokens:
     q, k, v, g = (jax.random.normal(key, (1, tokens, h, d), jnp.float32)
@@ -219,120 +162,28 @@ def attention(job, args, sizes):
 
 
 def _attention_row(impl, dtype, qkv, g, rows, ref, sizes):
-  if impl == "cudnn" and not _on_gpu():
+  if impl == "cudnn" and not timing.on_gpu():
     raise Skip(f"cuDNN flash attention needs a GPU (backend: {jax.default_backend()})")
   if impl == "cudnn" and dtype == jnp.float32:
     raise Skip("cuDNN flash attention takes bfloat16/float16 only")
   attend = functools.partial(attention_lib.attention, impl=impl)
   loss = lambda q, k, v, g: jnp.sum(attend(q, k, v).astype(jnp.float32) * g)
   args = [x.astype(dtype) for x in qkv]
-  fwd, both, row = _compile_pair(
+  fwd, both, row = timing.compile_pair(
       (jax.jit(attend), *args),
       (jax.jit(jax.grad(loss, argnums=(0, 1, 2))), *args, g))
   if "status" in row:
     return row
   out = fwd.executable(*args)[:, rows].astype(jnp.float32)
   row["max_abs_diff"] = float(jnp.max(jnp.abs(out - ref)))
-  fwd_s = _seconds(fwd.executable, *args, steps=sizes.micro_steps)
-  both_s = _seconds(both.executable, *args, g, steps=sizes.micro_steps)
+  fwd_s = timing.seconds(fwd.executable, *args, steps=sizes.micro_steps)
+  both_s = timing.seconds(both.executable, *args, g, steps=sizes.micro_steps)
   tokens, (h, d) = args[0].shape[1], args[0].shape[2:]
   return dict(row, fwd_ms=fwd_s * 1e3, fwdbwd_ms=both_s * 1e3,
               fwd_tflops=4 * h * tokens**2 * d / fwd_s / 1e12)
 
 
-# ---- selective scan ----
-
-
-def _bandwidth():
-  """(bytes/s, where it came from) of device memory; (None, why) on a CPU."""
-  if not _on_gpu():
-    return None, (f"skipped: the bandwidth bound needs a GPU (backend: "
-                  f"{jax.default_backend()})")
-  kind = jax.devices()[0].device_kind
-  bandwidth, entry = common.known_bandwidth(kind)
-  if bandwidth:
-    return bandwidth, f"data sheet: {kind} ({entry}) {bandwidth / 1e12:g} TB/s"
-  measured = common.measure_bandwidth()
-  return measured, f"measured: x + 1 over 1 GiB on {kind}, {measured / 1e12:.2f} TB/s"
-
-
-def scan(job, args, sizes):
-  del args
-  batch = 2 * 2 * sizes.scan_images
-  c, n = sizes.scan_channels, sizes.scan_d_state
-  bandwidth, source = _bandwidth()
-  job.set(batch=batch, batch_note=f"2 directions x 2 modalities x "
-          f"{sizes.scan_images} image (models/assm.py folds them into the batch)",
-          channels=c, d_state=n, dtype="float32", inputs="u, delta, A, B, C, D, "
-          "delta_bias (no z, as the model calls it); backward w.r.t. all",
-          bandwidth=source, io_bytes="reads and writes of the op's own inputs, "
-          "output and gradients (common.scan_io_bytes)")
-  for length in sizes.scan_lengths:
-    inputs = common.scan_inputs(batch, length, c, n)
-    inputs.pop("z")
-    io = [common.scan_io_bytes(batch, length, c, n, backward=b) for b in (False, True)]
-    # The sequential reference runs last on a GPU, where it is by far the
-    # slowest at 65k tokens (the time budget goes to the fast forms first),
-    # and first on a CPU, where it is the fast one.
-    methods = [("associative", None)] + [("chunked", c) for c in sizes.scan_chunks]
-    methods = methods + [("sequential", None)] if _on_gpu() else [
-        ("sequential", None)] + methods
-    outputs = {}
-    for method, chunk in methods:
-      job.row({"L": length, "method": method, "chunk": chunk},
-              functools.partial(_scan_row, method, chunk, inputs, io, bandwidth,
-                                outputs, sizes))
-    _agreement(job, length, outputs)
-  chunked = [r for r in job.result["rows"] if r.get("method") == "chunked"
-             and r["L"] == max(sizes.scan_lengths) and r.get("x_bound_fwdbwd")]
-  if chunked:
-    best = min(chunked, key=lambda r: r["x_bound_fwdbwd"])
-    job.set(chunked_best=f"chunk {best['chunk']}: fwd+bwd {best['x_bound_fwdbwd']:.1f}"
-            f"x the bandwidth bound at L={best['L']}",
-            goal="chunked fwd+bwd within 3x of the bandwidth bound",
-            goal_met=best["x_bound_fwdbwd"] <= 3)
-
-
-def _scan_row(method, chunk, inputs, io, bandwidth, outputs, sizes):
-  """Compiles, runs (keeping y and the gradients in `outputs`) and times."""
-  fwd_fn, both_fn = common.scan_fns(method, chunk or 256)
-  fwd, both, row = _compile_pair((fwd_fn, inputs), (both_fn, inputs))
-  if "status" in row:
-    return row
-  outputs[(method, chunk)] = (fwd.executable(inputs), both.executable(inputs))
-  for name, compiled, nbytes in (("fwd", fwd, io[0]), ("fwdbwd", both, io[1])):
-    seconds = _seconds(compiled.executable, inputs, steps=sizes.micro_steps)
-    row[f"{name}_ms"] = seconds * 1e3
-    row[f"io_{name}_mb"] = round(nbytes / 1e6, 1)
-    row[f"achieved_{name}_gbps"] = nbytes / seconds / 1e9
-    if bandwidth:
-      row[f"x_bound_{name}"] = seconds / (nbytes / bandwidth)
-  return row
-
-
-def _agreement(job, length, outputs):
-  """Each form's y (max abs difference) and gradients (max difference over
-  the largest magnitude, per input) against the sequential form's."""
-  reference = outputs.pop(("sequential", None), None)
-  for row in job.result["rows"]:
-    if row.get("L") != length or row.get("status") != "ok":
-      continue
-    key = (row["method"], row["chunk"])
-    if key == ("sequential", None):
-      row["agreement"] = "reference" if reference else "-"
-    elif reference is None:
-      row["agreement"] = "no sequential reference (not run)"
-    elif key in outputs:
-      (y, grads), (y_ref, grads_ref) = outputs[key], reference
-      row["y_max_abs_diff"] = float(jnp.max(jnp.abs(y - y_ref)))
-      row["grad_max_rel_diff"] = max(
-          float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1e-30))
-          for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)))
-  outputs.clear()
-  job.set()
-
-
-JOBS = {"environment": environment, "attention": attention, "scan": scan,
+JOBS = {"environment": environment, "attention": attention, "scan": gpu_suite_scan.scan,
         "train_step": gpu_suite_train.train_step,
         "original": gpu_suite_train.original}
 

@@ -127,7 +127,8 @@ def train_step(ctx):
   the bf16 row with the probe, the rows at its batch, the float32 row. Each
   gets its share of the time left (weights below)."""
   groups = [(0.45, ["base_bf16_remat"]),
-            (0.2, ["tiny_bf16_remat", "base_depth1_bf16_remat"]),
+            (0.2, ["tiny_bf16_remat", "base_depth1_bf16_remat",
+                   "base_bf16_remat_fused"]),
             (0.35, ["base_f32_remat"])]
   if ctx.args.smoke:  # one process: CPUs report no peak memory to keep apart
     groups = [(1.0, sum((g for _, g in groups), []))]

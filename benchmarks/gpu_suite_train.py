@@ -27,7 +27,10 @@ TRAIN_ROWS = {  # row: (model size, dtype, depth, probe for the batch, eval)
     "base_f32_remat": ("base", "float32", 0, True, False),
     "tiny_bf16_remat": ("tiny", "bfloat16", 0, False, False),
     "base_depth1_bf16_remat": ("base", "bfloat16", 1, False, False),
+    "base_bf16_remat_fused": ("base", "bfloat16", 0, False, False),
 }
+# Rows whose scan is not the config's ("auto": chunked on a GPU).
+ROW_SCAN_METHOD = {"base_bf16_remat_fused": "fused"}
 
 
 def row_config(name: str, batch: int, args, sizes):
@@ -44,6 +47,7 @@ def row_config(name: str, batch: int, args, sizes):
     config = common.make_config(size, sizes.image_size, batch, 4,
                                 base=base_256.get_config())
     config.model.dtype, config.model.remat = dtype, True
+    config.model.scan_method = ROW_SCAN_METHOD.get(name, config.model.scan_method)
     if depth:
       config.model.depth = depth
   config.probe.max_batch_size = args.probe_max_batch
@@ -79,6 +83,7 @@ def _train_row(name, mesh, args, sizes):
                                         steps=sizes.steps)
   config, batch = bench.config, row["batch"]
   row.update(model=config.model.size, depth=config.model.depth or "size's",
+             scan_method=config.model.scan_method,
              dtype=config.model.dtype, remat=config.model.remat,
              image=config.data.image_size,
              params_m=round(bench.num_params / 1e6, 2),

@@ -1,6 +1,8 @@
 """CPU recipes on real-like data: full-resolution scenes to a report in minutes.
 
     python -m benchmarks.recipes --size=tiny --workdir=runs/recipe_tiny
+    python -m benchmarks.recipes --size=tiny --workdir=runs/recipe_cnns \
+        --models=pansharpener,pnn,pannet,dicnn,fusionnet
 
 Writes full-resolution MS + PAN scene pairs (`--scenes`, once: the same
 seed gives the same files) as 11-bit TIFFs, as a user's own imagery would
@@ -9,9 +11,12 @@ spectra, a PAN response reaching the red edge, misregistration, blur, noise),
 but at scene scale and without any Wald degradation. Then it runs
 `main.py --config configs/default.py` with the size's recipe on them
 (`data.source=geotiff`: each scene degraded by Wald's protocol with the
-QuickBird filters, cut into tiles, its last row of tiles held out for
-validation) and prints the model's mean metrics on the held-out tiles beside
-each classical baseline, with the run's wall and CPU time. The figures are in
+QuickBird filters, cut into tiles, its last row of tiles held out: the left
+half for validation, the right half for test) and prints the model's mean
+metrics on the held-out tiles beside each classical baseline, with the run's
+wall and CPU time. With `--models`, it trains each named network on the same
+scenes with the same recipe and prints one table of all of them
+(`pansharp_jax.compare`). The figures are in
 docs/recipes.md.
 """
 
@@ -27,6 +32,7 @@ from absl import flags
 import numpy as np
 import tifffile
 
+from pansharp_jax import compare
 from pansharp_jax.data import synthetic, wald
 
 SIZE = flags.DEFINE_enum("size", "tiny", ["tiny", "small"], "Model size.")
@@ -37,6 +43,10 @@ NUM_SCENES = flags.DEFINE_integer("num_scenes", 16, "Scenes to write.")
 MS_SIZE = flags.DEFINE_integer("ms_size", 256, "MS side of a scene (px); PAN is 4x.")
 OVERRIDES = flags.DEFINE_multi_string(
     "set", [], "Extra config overrides, e.g. --set=num_train_steps=500.")
+MODELS = flags.DEFINE_list(
+    "models", [], "config.model.name of several networks to train on the same "
+    "scenes and recipe, each into WORKDIR/<name>, and compare in one table, "
+    "e.g. --models=pansharpener,pnn,pannet,dicnn,fusionnet.")
 
 _SEED, _BANDS, _RATIO, _SENSOR, _MAX_VALUE = 20261129, 4, 4, "QB", 2047
 # (key, label, +1 where higher is better, -1 where lower is)
@@ -90,6 +100,39 @@ def _table(mean: dict) -> str:
   return "\n".join(lines)
 
 
+def _run(workdir: str, settings: dict) -> tuple[float, float]:
+  """Runs main.py with `settings` and the --set overrides into `workdir`;
+  returns its wall and CPU (user + system) seconds."""
+  command = [sys.executable, "main.py", "--config", "configs/default.py",
+             "--workdir", workdir]
+  command += [f"--config.{k}={v}" for k, v in settings.items()]
+  command += [f"--config.{o}" for o in OVERRIDES.value]
+  print(" ".join(command[1:]), flush=True)
+  before = resource.getrusage(resource.RUSAGE_CHILDREN)
+  start = time.perf_counter()
+  subprocess.run(command, check=True)
+  wall = time.perf_counter() - start
+  after = resource.getrusage(resource.RUSAGE_CHILDREN)
+  cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+  return wall, cpu
+
+
+def _compare_models(settings: dict) -> None:
+  """Every --models network on the same scenes and recipe, each into
+  WORKDIR/<name>; then one table of their reports (pansharp_jax.compare,
+  written to WORKDIR/compare_val.{md,json}) and their times."""
+  dirs, times = [], []
+  for name in MODELS.value:
+    dirs.append(os.path.join(WORKDIR.value, name))
+    times.append(_run(dirs[-1], {**settings, "model.name": name}))
+  result = compare.compare(dirs)
+  compare.write(result, WORKDIR.value)
+  print("\n" + compare.to_markdown(result))
+  print("| run | wall (s) | CPU (s) |\n|---|---:|---:|")
+  for run, (wall, cpu) in zip(result["runs"], times):
+    print(f"| {run['name']} | {wall:.0f} | {cpu:.0f} |")
+
+
 def main(argv):
   del argv
   start = time.perf_counter()
@@ -98,18 +141,13 @@ def main(argv):
         f"({time.perf_counter() - start:.0f} s)", flush=True)
   settings = {**_DATA, "data.root": os.path.abspath(SCENES.value),
               **RECIPES[SIZE.value]}
-  command = [sys.executable, "main.py", "--config", "configs/default.py",
-             "--workdir", WORKDIR.value]
-  command += [f"--config.{k}={v}" for k, v in settings.items()]
-  command += [f"--config.{o}" for o in OVERRIDES.value]
-  print(" ".join(command[1:]), flush=True)
-  start = time.perf_counter()
-  subprocess.run(command, check=True)
-  wall = time.perf_counter() - start
-  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  if MODELS.value:
+    _compare_models(settings)
+    return
+  wall, cpu = _run(WORKDIR.value, settings)
   with open(os.path.join(WORKDIR.value, "eval", "report.json")) as f:
     report = json.load(f)
-  print(f"\n{SIZE.value}: {wall:.0f} s wall, {usage.ru_utime + usage.ru_stime:.0f} s "
+  print(f"\n{SIZE.value}: {wall:.0f} s wall, {cpu:.0f} s "
         f"CPU, {len(report['per_image']['model'])} held-out tiles, step {report['step']}\n")
   print(_table(report["mean"]))
 

@@ -6,9 +6,16 @@ model's shapes (channels 192, d_state 16, with D, z, delta_bias, softplus),
 reads XLA's memory analysis and times the compiled executables (median of
 --steps calls after one warm-up, each ended by `block_until_ready`). An
 executable whose temporaries exceed --max_run_gib is compiled and analysed
-but not run. Prints Markdown for docs/benchmarks.md:
+but not run. Then, for the fused GPU kernel (method "fused", which needs a
+GPU to run): its error in Pallas' interpreter against the float64
+sequential scan (y, last state and every gradient, at a small shape) and
+the bytes per token it reads and writes (computed from its layout,
+ops/scan_kernel.hbm_bytes) beside the chunked method's (XLA's cost
+analysis of the compiled program on this backend) and the op's own floor.
+Prints Markdown for docs/benchmarks.md:
 
   python -m benchmarks.scan --lengths=4096,16384 --methods=sequential
+  python -m benchmarks.scan --lengths=4096 --methods=chunked --dtype=bfloat16
 """
 
 import statistics
@@ -21,6 +28,8 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import common
+from pansharp_jax import ops
+from pansharp_jax.ops import scan_kernel
 
 _LENGTHS = flags.DEFINE_list("lengths", ["4096", "16384", "65536"],
                              "Sequence lengths (tokens).")
@@ -34,6 +43,8 @@ _CHUNK_SIZE = flags.DEFINE_integer("chunk_size", 256, "Chunk for 'chunked'.")
 # --dtype (common.DTYPE): of the activations (u, delta, B, C, z); float32
 # when not given.
 _STEPS = flags.DEFINE_integer("steps", 3, "Timed calls per executable.")
+_FUSED = flags.DEFINE_bool(
+    "fused", True, "Print the fused kernel's interpreter error and bytes.")
 _MAX_RUN_GIB = flags.DEFINE_float(
     "max_run_gib", 4.0,
     "Run an executable only if XLA's temporaries are at most this many GiB.")
@@ -56,6 +67,67 @@ def measure(fn, inputs, steps, max_run_bytes):
     jax.block_until_ready(compiled(inputs))
     times.append(time.perf_counter() - start)
   return compile_s, temp, statistics.median(times)
+
+
+def fused_errors():
+  """Max |fused - float64 sequential| / max |reference| per output and
+  gradient, the fused kernel in the interpreter (float32 inputs)."""
+  shapes = (2, 300, 20, 16)  # batch, length, channels, d_state: 19 tiles
+  inputs = dict(common.scan_inputs(*shapes), h0=jax.random.normal(
+      jax.random.key(1), (shapes[0], shapes[2], shapes[3])))
+  weights = jax.random.normal(jax.random.key(2), inputs["u"].shape)
+
+  def value_and_grads(arrays, method, **kw):
+    def loss(arrays):
+      y, state = ops.selective_scan(**arrays, reverse=True, method=method,
+                                    return_last_state=True, **kw)
+      return jnp.sum(y * weights.astype(y.dtype)) + jnp.sum(state), (y, state)
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))(arrays)
+
+  (_, (y, state)), grads = value_and_grads(inputs, "fused", interpret=True)
+  with jax.enable_x64(True):
+    wide = {k: jnp.asarray(v, jnp.float64) for k, v in inputs.items()}
+    (_, (y64, state64)), grads64 = value_and_grads(wide, "sequential")
+    rel = lambda a, b: float(jnp.abs(a - b).max() / jnp.abs(b).max())
+    errors = {"y": rel(y, y64), "last state": rel(state, state64)}
+    errors.update({f"d{k}": rel(grads[k], grads64[k]) for k in grads})
+  return shapes, errors
+
+
+def bytes_per_token(length, dtype):
+  """[[method, fwd bytes/token, fwd+bwd bytes/token], ...] at the flags'
+  shapes: the fused kernel's (computed), chunked (XLA), the floor."""
+  batch, channels, d_state = _BATCH.value, _CHANNELS.value, _D_STATE.value
+  tokens = batch * length
+  itemsize = jnp.dtype(dtype).itemsize
+  inputs = common.scan_inputs(batch, length, channels, d_state, dtype)
+  chunked = [fn.lower(inputs).compile().cost_analysis() for fn in
+             common.scan_fns("chunked", _CHUNK_SIZE.value)]
+  chunked = [(c[0] if isinstance(c, list) else c)["bytes accessed"]
+             for c in chunked]
+  fused = [scan_kernel.hbm_bytes(batch, length, channels, d_state, itemsize,
+                                 backward=b) for b in (False, True)]
+  floor = [common.scan_io_bytes(batch, length, channels, d_state, itemsize,
+                                gate=True, backward=b) for b in (False, True)]
+  return [[name, *(f"{b / tokens:,.0f}" for b in pair)] for name, pair in (
+      ("fused (computed)", fused), (f"chunked {_CHUNK_SIZE.value} (XLA)",
+                                    chunked), ("floor: own I/O", floor))]
+
+
+def print_fused(dtype):
+  shapes, errors = fused_errors()
+  common.print_header("Fused scan kernel in the interpreter vs float64", (
+      f"batch {shapes[0]}, length {shapes[1]}, channels {shapes[2]}, d_state "
+      f"{shapes[3]}, float32 inputs, reversed, D, z, delta_bias, h0, "
+      "softplus; max |error| / max |reference|",))
+  common.print_table(["output", "relative error"],
+                     [[k, f"{v:.1e}"] for k, v in errors.items()])
+  length = int(_LENGTHS.value[0])
+  common.print_header("Bytes per token read and written", (
+      f"batch {_BATCH.value}, length {length}, channels {_CHANNELS.value}, "
+      f"d_state {_D_STATE.value}, {dtype}; a token is one (batch, position)",))
+  common.print_table(["path", "fwd bytes/token", "fwd+bwd bytes/token"],
+                     bytes_per_token(length, dtype))
 
 
 def main(argv):
@@ -87,6 +159,8 @@ def main(argv):
       f"{_D_STATE.value}, {dtype}; chunk_size {_CHUNK_SIZE.value}; D, z, "
       "delta_bias, softplus; backward w.r.t. every input",))
   common.print_table(header, rows)
+  if _FUSED.value:
+    print_fused(dtype)
 
 
 if __name__ == "__main__":

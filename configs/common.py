@@ -16,7 +16,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data = data = ml_collections.ConfigDict()
   data.source = "synthetic"      # synthetic | photo | h5 | geotiff
   data.seed = config.get_ref("seed")  # follows config.seed (synthetic scenes)
-  data.root = ""                 # photo folders root / GeoTIFF folder
+  # photo folders root / GeoTIFF folder (geotiff: per scene the last tenth of
+  # the tile rows is held out, its first half val, the rest test)
+  data.root = ""
   data.train_file = ""           # PanCollection .h5 files
   data.val_file = ""
   data.test_file = ""
@@ -41,7 +43,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   # ---- model ----
   config.model = model = ml_collections.ConfigDict()
-  model.name = "pansharpener"
+  model.name = "pansharpener"    # pansharpener | pnn | pannet | dicnn | fusionnet (docs/models.md)
   model.size = "base"            # tiny | small | base | large (models/sizes.py)
   model.depth = 0                # ASSM blocks per layer; 0: the size's (base 6, large 8; the original builds 1)
   model.dtype = "float32"        # compute dtype; params stay float32
@@ -134,9 +136,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.adapt = adapt = ml_collections.ConfigDict()
   adapt.steps = 100              # Adam steps on random crops of the scene
   adapt.lr = 3e-4
-  adapt.crop_size = 0            # crop side in PAN px, a multiple of 4 x ratio (0: data.image_size)
+  adapt.crop_size = 0            # crop side in PAN px, a multiple of 32 and of 4 x ratio
+                                 # (0: data.image_size, rounded down to one)
   adapt.batch_size = 0           # crops per step (0: eval_batch_size)
   adapt.spatial_weight = 0.3     # weight of the spatial term beside the spectral one
+  adapt.ceiling_window = 16      # px of the windows of the spatial term's rho_max (Z-PNN: 16)
   adapt.eval_tiles = 8           # fixed tiles on which QNR is measured before and after
 
   # ---- several processes (docs/multihost.md; read on multi-process launches) ----

@@ -2,10 +2,11 @@
 
 import math
 
-from pansharp_jax import metrics
+from pansharp_jax import metrics, scene_metrics
 from pansharp_jax.data import scene, wald
 from pansharp_jax.errors import ConfigError
 from pansharp_jax.models import registry, sizes, world
+from pansharp_jax.ops import backend, pallas_launch
 from pansharp_jax.ops.attention import IMPLS
 from pansharp_jax.ops.scan2d import DIRECTIONS
 from pansharp_jax.ops.selective_scan import METHODS
@@ -132,6 +133,12 @@ def _check_model(model):
   _one_of(model, "model.", "size", tuple(sizes.SIZES))
   _one_of(model, "model.", "directions", DIRECTIONS)
   _one_of(model, "model.", "scan_method", METHODS)
+  if model.scan_method == "fused":
+    reason = pallas_launch.unavailable_reason()
+    _require(reason is None, "model.scan_method", f"'fused' needs Mosaic GPU: {reason}")
+    _require(backend.target() == "gpu", "model.scan_method",
+             f"'fused' runs on NVIDIA GPUs only (backend: {backend.target()}); "
+             "use chunked or sequential")
   _one_of(model, "model.", "attn_impl", IMPLS)
   _at_least(model, "model.", ("scan_chunk", "attn_chunk"), 1)
   _in_range(model, "model.", "dropout", "[0, 1)")
@@ -141,6 +148,11 @@ def _check_model(model):
   _at_least(w, "model.world.", ("dca_points", "patch_size"), 1)
   _in_range(w, "model.world.", "patch_overlap", "[0, 1)")
   _in_range(w, "model.world.", "patch_alpha", "[0, 1]")
+  foreign = registry.foreign_options(model.name, world.world_options(w))
+  _require(not foreign, "model.world",
+           f"{', '.join(foreign)} (preset {w.preset!r}) are options of the "
+           f"pansharpener, which model.name={model.name} does not have; the "
+           "loss terms dsc and wacx apply to every model")
 
 
 def _check_loss(loss):
@@ -210,8 +222,14 @@ def _check_probe(probe):
 def _check_adapt(adapt, ratio: int) -> None:
   for field in ("steps", "batch_size", "crop_size"):
     _require(int(adapt[field]) >= 0, f"adapt.{field}", "must be 0 or positive")
-  _require(int(adapt.crop_size) % (4 * ratio) == 0, "adapt.crop_size",
-           f"must be a multiple of 4 x data.ratio = {4 * ratio}, got {adapt.crop_size}")
+  unit = math.lcm(4 * ratio, scene_metrics.BLOCK)
+  _require(int(adapt.crop_size) % unit == 0, "adapt.crop_size",
+           f"must be a multiple of {unit} (the {scene_metrics.BLOCK} px blocks of the indices "
+           f"and 4 x data.ratio = {4 * ratio}), got {adapt.crop_size}")
+  # With crop_size 0 the crop depends on the scene: adapt checks it there.
+  crop = int(adapt.crop_size) or float("inf")
+  _require(ratio <= int(adapt.ceiling_window) <= crop, "adapt.ceiling_window",
+           f"must lie in [data.ratio = {ratio}, adapt.crop_size], got {adapt.ceiling_window}")
   _require(float(adapt.lr) > 0, "adapt.lr", "must be positive")
   _require(float(adapt.spatial_weight) >= 0, "adapt.spatial_weight",
            "must be 0 or positive")

@@ -1,7 +1,9 @@
 """Training losses (SPEC §3). Every term is returned separately so it can be logged.
 
 `compute_losses(outputs, batch, loss_config, world=..., sensor=...)` takes
-the model's `(sr_1_4, sr_1_2, full)` and a batch with `gt` (and `ms`, `pan`
+the model's outputs, finest last: `(sr_1_4, sr_1_2, full)` of the
+pansharpener (multi-scale L1, `loss.scale_weights`) or `(full,)` of a
+single-scale network (L1 on the full output only), and a batch with `gt` (and `ms`, `pan`
 for the sensor-consistency terms), and returns `(total, {name: value})`. A
 term with weight 0 is not computed. New terms register in `_FULL_RES_TERMS`;
 the world-model terms (DSC, WAC-X) in `_WORLD_TERMS`, switched on by the
@@ -132,37 +134,82 @@ def _decimate(x, ratio):
   return x[:, ratio // 2::ratio, ratio // 2::ratio]
 
 
-def spectral_consistency_loss(pred, ms, sensor="generic"):
+def _masked_mean(values, weights):
+  """Mean of `values` weighted by 0/1 `weights` (broadcast to them); 0 when
+  no weight is set."""
+  weights = jnp.broadcast_to(weights, values.shape)
+  return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def spectral_consistency_loss(pred, ms, sensor="generic", *, valid=None):
   """The prediction through the sensor's MS MTFs, decimated, against the
-  observed MS (L1): what the sensor would have seen of it must be the MS."""
+  observed MS (L1): what the sensor would have seen of it must be the MS.
+
+  `valid` (B, H, W, 1) at PAN size, 1 where a pixel holds data: an MS pixel
+  counts only where its whole ratio x ratio footprint is valid.
+  """
   ratio = pred.shape[1] // ms.shape[1]
   blurred = mtf_blur(pred, wald.ms_gains(sensor, ms.shape[-1]), ratio)
-  return l1(_decimate(blurred, ratio), ms)
+  error = jnp.abs(_decimate(blurred, ratio) - ms)
+  if valid is None:
+    return jnp.mean(error)
+  b, h, w, _ = ms.shape
+  footprint = valid.reshape(b, h, ratio, w, ratio, 1).min(axis=(2, 4))
+  return _masked_mean(error, footprint)
+
+
+# A floor on sqrt(var_a var_b) in [0, 1] units: 1e-4 of the variance of one
+# 16-bit DN step in a 4 x 4 window, so it only keeps flat windows finite.
+_CORRELATION_FLOOR = 1e-12
+
+
+def _box_mean(x, window: int):
+  """Mean of NHWC `x` in every window x window neighbourhood ('VALID')."""
+  box = np.full(window, 1.0 / window, np.float32)
+  return _separable(x, box, box)
 
 
 def local_correlation(a, b, window: int):
   """Pearson correlation of NHWC `a` and `b` (same shape) in every
-  window x window neighbourhood ('VALID'), per band."""
-  box = np.full(window, 1.0 / window, np.float32)
-  mean = lambda x: _separable(x, box, box)
-  ma, mb = mean(a), mean(b)
-  cov = mean(a * b) - ma * mb
-  var_a = jnp.maximum(mean(a * a) - ma**2, 0.0)
-  var_b = jnp.maximum(mean(b * b) - mb**2, 0.0)
-  return cov / jnp.sqrt(var_a * var_b + 1e-10)
+  window x window neighbourhood ('VALID'), per band; 0 in flat windows.
+
+  Each image is centred on its own mean first, so the float32 moments of a
+  window do not lose its variance to the square of its mean.
+  """
+  a = a - jnp.mean(a, axis=(1, 2), keepdims=True)
+  b = b - jnp.mean(b, axis=(1, 2), keepdims=True)
+  ma, mb = _box_mean(a, window), _box_mean(b, window)
+  cov = _box_mean(a * b, window) - ma * mb
+  var_a = jnp.maximum(_box_mean(a * a, window) - ma**2, 0.0)
+  var_b = jnp.maximum(_box_mean(b * b, window) - mb**2, 0.0)
+  scale = jnp.sqrt(jnp.maximum(var_a * var_b, _CORRELATION_FLOOR**2))
+  return jnp.clip(cov / scale, -1.0, 1.0)
 
 
-def spatial_consistency_loss(pred, pan, lms, ratio: int, sensor="generic"):
-  """Z-PNN's spatial term: 1 - local correlation of each output band with
-  the PAN (windows of `ratio` px), capped at the correlation the upsampled MS
-  band has with the MTF-low-passed PAN, so details are only pushed as far as
-  the band and the PAN really share them."""
+def spatial_consistency_loss(pred, pan, lms, ratio: int, sensor="generic", *,
+                             ceiling_window: int = 16, valid=None):
+  """Z-PNN's spatial (structural) term.
+
+  rho: the local correlation of each output band with the PAN in windows of
+  `ratio` px; rho_max: that of the upsampled MS band with the MTF-low-passed
+  PAN in windows of `ceiling_window` px (Z-PNN: 16, a semi-width of 8), the
+  two windows centred on the same point. The term is the mean of 1 - rho
+  where rho < rho_max and 0 elsewhere: details are pushed only as far as
+  the band and the PAN really share them, and a band that already follows
+  the PAN that far costs nothing. `valid` (B, H, W, 1): positions whose
+  rho_max window holds an invalid pixel are left out.
+  """
   pan_b = jnp.broadcast_to(pan, pred.shape)
-  corr = local_correlation(pred, pan_b, ratio)
   pan_lp = jnp.broadcast_to(mtf_blur(pan, [wald.pan_gain(sensor)], ratio), pred.shape)
-  ceiling = jax.lax.stop_gradient(
-      jnp.clip(local_correlation(lms, pan_lp, ratio), 0.0, 1.0))
-  return jnp.mean(1.0 - jnp.minimum(corr, ceiling))
+  ceiling = jax.lax.stop_gradient(local_correlation(lms, pan_lp, ceiling_window))
+  rows, cols = ceiling.shape[1:3]
+  offset = (ceiling_window - ratio) // 2
+  rho = local_correlation(pred, pan_b, ratio)[:, offset:offset + rows, offset:offset + cols]
+  term = jnp.where(rho < ceiling, 1.0 - rho, 0.0)
+  if valid is None:
+    return jnp.mean(term)
+  inside = _box_mean(valid.astype(jnp.float32), ceiling_window)
+  return _masked_mean(term, inside > 1.0 - 0.5 / ceiling_window**2)
 
 
 def dsc_loss(pred, pan, ms, sensor="generic"):
@@ -236,13 +283,18 @@ def compute_losses(outputs, batch, loss_config, *, world=None,
   `world`: the model's WorldOptions (its `dsc` and `wacx` switches; None:
   no world-model terms); `sensor`: the MTF filters of the DSC term.
   """
-  sr_1_4, sr_1_2, full = (o.astype(jnp.float32) for o in outputs)
+  if len(outputs) not in (1, 3):
+    raise ValueError(f"outputs: (full,) or (sr_1_4, sr_1_2, full), got "
+                     f"{len(outputs)} arrays")
+  *coarse, full = (o.astype(jnp.float32) for o in outputs)
   gt = batch["gt"]
-  gt_1_2 = avg_pool2(gt)
-  gt_1_4 = avg_pool2(gt_1_2)
   w_full, w_half, w_quarter = loss_config.scale_weights
-  terms = {"l1": (w_full * l1(full, gt) + w_half * l1(sr_1_2, gt_1_2) +
-                  w_quarter * l1(sr_1_4, gt_1_4))}
+  terms = {"l1": w_full * l1(full, gt)}
+  if coarse:
+    sr_1_4, sr_1_2 = coarse
+    gt_1_2 = avg_pool2(gt)
+    terms["l1"] += (w_half * l1(sr_1_2, gt_1_2) +
+                    w_quarter * l1(sr_1_4, avg_pool2(gt_1_2)))
   total = loss_config.l1 * terms["l1"]
   for name, fn in _FULL_RES_TERMS.items():
     weight = loss_config.get(name, 0.0)

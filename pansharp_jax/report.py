@@ -62,12 +62,12 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, float]]:
   return summary
 
 
-def _json_safe(obj):
+def json_safe(obj):
   """Replaces non-finite floats by None, numpy scalars by Python ones."""
   if isinstance(obj, dict):
-    return {k: _json_safe(v) for k, v in obj.items()}
+    return {k: json_safe(v) for k, v in obj.items()}
   if isinstance(obj, (list, tuple)):
-    return [_json_safe(v) for v in obj]
+    return [json_safe(v) for v in obj]
   if isinstance(obj, np.generic):
     obj = obj.item()
   if isinstance(obj, float) and not math.isfinite(obj):
@@ -75,16 +75,17 @@ def _json_safe(obj):
   return obj
 
 
-def _fmt(name: str, value) -> str:
+def fmt(name: str, value) -> str:
   if value is None:
     return "–"
   return f"{value:.{_DECIMALS.get(name, 4)}f}"
 
 
-def _best_methods(summaries: dict, name: str) -> set[str]:
+def best_methods(summaries: dict, name: str) -> set[str]:
   """Methods with the best mean of `name` (none if only one method has it)."""
   means = {m: s[name]["mean"] for m, s in summaries.items()
-           if name in s and not math.isnan(s[name]["mean"])}
+           if name in s and s[name]["mean"] is not None
+           and not math.isnan(s[name]["mean"])}
   if len(means) < 2:
     return set()
   higher = METRICS.get(name, (name, True))[1]
@@ -92,31 +93,31 @@ def _best_methods(summaries: dict, name: str) -> set[str]:
   return {m for m, v in means.items() if v == best}
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
   lines = ["| " + " | ".join(header) + " |",
            "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
   return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def to_markdown(rows_by_method: dict[str, list[dict]], summaries: dict,
-                title: str = "Evaluation report",
-                extra: dict | None = None) -> str:
-  """The report as Markdown: summary, range and per-image tables."""
-  names = _metric_names([r for rows in rows_by_method.values() for r in rows])
-  names.sort(key=lambda n: list(METRICS).index(n) if n in METRICS
-             else len(METRICS))
+def ordered(names) -> list[str]:
+  """Metric names in display order (METRICS first, others after)."""
+  return sorted(names, key=lambda n: list(METRICS).index(n) if n in METRICS
+                else len(METRICS))
 
-  def label(name, arrow=True):
-    text, higher = METRICS.get(name, (name, None))
-    if arrow and higher is not None:
-      text += " ↑" if higher else " ↓"
-    return text
 
-  lines = [f"# {title}", ""]
-  lines += [f"- {k}: {v}" for k, v in (extra or {}).items()]
-  counts = sorted({len(rows) for rows in rows_by_method.values()})
-  lines += ["", f"## Mean ± std over {'/'.join(map(str, counts))} images", ""]
-  best = {n: _best_methods(summaries, n) for n in names}
+def label(name: str, arrow: bool = True) -> str:
+  """A metric's column label, with its better direction."""
+  text, higher = METRICS.get(name, (name, None))
+  if arrow and higher is not None:
+    text += " ↑" if higher else " ↓"
+  return text
+
+
+def summary_table(summaries: dict, names: list[str],
+                  first_column: str = "Method") -> list[str]:
+  """Markdown rows of mean ± std per method (summaries as `summarize`
+  gives them, one per method), the best mean of each column in bold."""
+  best = {n: best_methods(summaries, n) for n in names}
   body = []
   for method, summary in summaries.items():
     cells = []
@@ -125,25 +126,38 @@ def to_markdown(rows_by_method: dict[str, list[dict]], summaries: dict,
         cells.append("–")
         continue
       s = summary[n]
-      cell = _fmt(n, s["mean"]) + ("" if s["std"] is None
-                                   else f" ± {_fmt(n, s['std'])}")
+      cell = fmt(n, s["mean"]) + ("" if s["std"] is None
+                                   else f" ± {fmt(n, s['std'])}")
       cells.append(f"**{cell}**" if method in best[n] else cell)
     body.append([method] + cells)
-  lines += _table(["Method"] + [label(n) for n in names], body)
+  return markdown_table([first_column] + [label(n) for n in names], body)
+
+
+def to_markdown(rows_by_method: dict[str, list[dict]], summaries: dict,
+                title: str = "Evaluation report",
+                extra: dict | None = None) -> str:
+  """The report as Markdown: summary, range and per-image tables."""
+  names = ordered(_metric_names(
+      [r for rows in rows_by_method.values() for r in rows]))
+  lines = [f"# {title}", ""]
+  lines += [f"- {k}: {v}" for k, v in (extra or {}).items()]
+  counts = sorted({len(rows) for rows in rows_by_method.values()})
+  lines += ["", f"## Mean ± std over {'/'.join(map(str, counts))} images", ""]
+  lines += summary_table(summaries, names)
 
   lines += ["", "## Min – max", ""]
-  body = [[method] + [f"{_fmt(n, s[n]['min'])} – {_fmt(n, s[n]['max'])}"
+  body = [[method] + [f"{fmt(n, s[n]['min'])} – {fmt(n, s[n]['max'])}"
                       if n in s else "–" for n in names]
           for method, s in summaries.items()]
-  lines += _table(["Method"] + [label(n, False) for n in names], body)
+  lines += markdown_table(["Method"] + [label(n, False) for n in names], body)
 
   lines += ["", "## Per image"]
   for method, rows in rows_by_method.items():
-    body = [[str(r.get("name", i))] + [_fmt(n, r[n]) if n in r else "–"
+    body = [[str(r.get("name", i))] + [fmt(n, r[n]) if n in r else "–"
                                        for n in names]
             for i, r in enumerate(rows)]
     lines += ["", f"### {method}", ""]
-    lines += _table(["Image"] + [label(n, False) for n in names], body)
+    lines += markdown_table(["Image"] + [label(n, False) for n in names], body)
   return "\n".join(lines) + "\n"
 
 
@@ -160,7 +174,7 @@ def write_report(rows_by_method: dict[str, list[dict]], out_dir: str, *,
   summaries = {m: summarize(rows) for m, rows in rows_by_method.items()}
   means = {m: {k: s["mean"] for k, s in summary.items()}
            for m, summary in summaries.items()}
-  report = _json_safe({"mean": means, "summary": summaries,
+  report = json_safe({"mean": means, "summary": summaries,
                        "per_image": rows_by_method, **(extra or {})})
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, f"{name}.json"), "w") as f:

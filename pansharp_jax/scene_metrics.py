@@ -11,8 +11,11 @@ is the whole-scene value of the toolbox's definition, not a mean of per-tile
 scores, with memory of one tile whatever the scene size:
 - what needs context (the MS upsampled by interp23tap, the PAN's low-pass,
   the MTF filter of Khan's index) is computed on a window with a halo, so it
-  equals the whole-image filter (scene borders are mirrored, where the
-  toolbox replicates or wraps them);
+  equals the whole-image filter, except at the scene's edges: they are
+  mirrored, as nodata borders are, where the toolbox wraps (interp23tap) or
+  replicates (MTF) them. Blocks within `edge_reach` of an edge can differ
+  from the toolbox's, the others do not; the report counts them
+  (`blocks_near_edge`), docs/predict.md gives the size of the difference;
 - blocks with any invalid (nodata) pixel are left out, as are the rows and
   columns past the last whole block (the toolbox needs whole blocks too);
 - the fused scene is read back from the written file, in sensor units as
@@ -39,7 +42,16 @@ TILE = 512          # PAN pixels, a multiple of BLOCK
 _MTF_REACH = 20     # radius of the 41-tap MTF filters
 PROTOCOL = ("full resolution: D_lambda, D_s, QNR (toolbox 1.0), Khan's D_lambda and "
             f"HQNR over the scene's distinct {BLOCK}x{BLOCK} blocks; blocks with "
-            "nodata left out")
+            "nodata left out; scene edges mirrored (the toolbox wraps or replicates "
+            "them: blocks_near_edge can differ)")
+
+
+def edge_reach(ratio: int) -> int:
+  """PAN px from a scene edge within which a block's indices depend on how
+  the edge is extended: interp23tap's dyadic steps reach 11 px of each grid
+  (11 (ratio - 1) PAN px), after D_s's bicubic decimation (2 ratio); the MTF
+  filter's 20 px reach less."""
+  return 11 * (ratio - 1) + 2 * ratio
 
 
 def _whole(pixels: int, ratio: int) -> int:
@@ -65,16 +77,20 @@ class BlockSums:
   """Running sums of one method's per-block indices over the kept blocks."""
 
   def __init__(self):
-    self.sums, self.blocks = {}, 0
+    self.sums, self.blocks, self.near_edge = {}, 0, 0
 
-  def add(self, terms: dict[str, np.ndarray], keep: np.ndarray) -> None:
+  def add(self, terms: dict[str, np.ndarray], keep: np.ndarray,
+          near_edge: np.ndarray | None = None) -> None:
     """Adds the blocks where `keep` (rows x cols of blocks) and every index is
-    finite (a degenerate tile can make a baseline's NaN)."""
+    finite (a degenerate tile can make a baseline's NaN); counts those that
+    are `near_edge`."""
     for t in terms.values():
       keep = keep & np.isfinite(t).all(axis=tuple(range(t.ndim - 2)))
     for name, t in terms.items():
       self.sums[name] = self.sums.get(name, 0.0) + t[..., keep].sum(-1)
     self.blocks += int(keep.sum())
+    if near_edge is not None:
+      self.near_edge += int((keep & near_edge).sum())
 
   def indices(self) -> dict[str, float] | None:
     """The five indices of the blocks added so far (None: no block)."""
@@ -84,6 +100,13 @@ class BlockSums:
     return metrics.full_indices(metrics.distortion(m["q_fused"], m["q_ms"]),
                                 metrics.distortion(m["q_high"], m["q_low"]),
                                 1.0 - float(m["q2n"]))
+
+
+def _near(start: int, length: int, size: int, reach: int) -> np.ndarray:
+  """Per block of [start, start + length) on an axis of `size` px: whether
+  it lies within `reach` px of either end."""
+  first = start + BLOCK * np.arange(length // BLOCK)
+  return (first < reach) | (first + BLOCK > size - reach)
 
 
 def _score_tile(scene, fused, methods, sums, window, sensor, kernels) -> None:
@@ -97,6 +120,9 @@ def _score_tile(scene, fused, methods, sums, window, sensor, kernels) -> None:
   keep = x.valid[core].reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).all((1, 3))
   if not keep.any():
     return
+  reach = edge_reach(r)
+  near_edge = (_near(row, h, scene.height, reach)[:, None]
+               | _near(col, w, scene.width, reach)[None, :])
   pan = x.pan[..., 0] * scale
   ms_up, pan_lp = x.lms[core] * scale, metrics.pan_lowpass(pan, r)[core]
   around = np.s_[halo - near:halo + h + near, halo - near:halo + w + near]
@@ -109,7 +135,7 @@ def _score_tile(scene, fused, methods, sums, window, sensor, kernels) -> None:
     out = nodata.fill(out.astype(np.float64), x.valid[around])
     x_lp = wald.mtf_filter(out, kernels)[near:-near, near:-near]
     sums[name].add(block_terms(out[near:-near, near:-near], x_lp, ms_up, pan[core], pan_lp),
-                   keep)
+                   keep, near_edge)
 
 
 def score_scene(scene: Scene, fused: FusedImage, *, sensor: str, baselines: bool = False,
@@ -126,7 +152,8 @@ def score_scene(scene: Scene, fused: FusedImage, *, sensor: str, baselines: bool
     _score_tile(scene, fused, methods, sums, window, sensor, kernels)
   result = {"protocol": PROTOCOL, "sensor": sensor, "ratio": scene.ratio, "block": BLOCK,
             "blocks_in_scene": (rows // BLOCK) * (cols // BLOCK),
-            "blocks_scored": sums["model"].blocks, "model": sums["model"].indices()}
+            "blocks_scored": sums["model"].blocks,
+            "blocks_near_edge": sums["model"].near_edge, "model": sums["model"].indices()}
   if baselines:
     result["baselines"] = {name: sums[name].indices() for name in baselines_lib.BASELINES}
   return result

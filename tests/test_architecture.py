@@ -19,7 +19,7 @@ FLOORS = {
     "ops": 1, "data": 1,
     "models": 2, "metrics": 2, "baselines": 2, "losses": 2, "report": 2,
     "quicklook": 2, "curves": 2,
-    "evaluate": 3, "config_checks": 3, "scene_metrics": 3,
+    "evaluate": 3, "config_checks": 3, "scene_metrics": 3, "compare": 3,
     "train": 4,
     "inference": 5, "predict": 5, "adapt": 5,
     "commands": 6,

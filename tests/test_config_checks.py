@@ -40,6 +40,7 @@ BAD = [
     ("model.size", "huge", "must be one of tiny, small, base, large"),
     ("model.directions", 3, "must be one of 1, 2, 4"),
     ("model.scan_method", "parallel", "must be one of auto, associative"),
+    ("model.scan_method", "fused", "'fused' runs on NVIDIA GPUs only"),
     ("model.scan_chunk", 0, "must be >= 1"),
     ("model.attn_impl", "flash", "must be one of auto, cudnn, xla, chunked"),
     ("model.attn_chunk", 0, "must be >= 1"),
@@ -97,7 +98,9 @@ BAD = [
     ("predict.nodata", float("inf"), "must be a number, nan or None"),
     ("adapt.steps", -1, "must be 0 or positive"),
     ("adapt.batch_size", -1, "must be 0 or positive"),
-    ("adapt.crop_size", 30, "must be a multiple of 4 x data.ratio = 16"),
+    ("adapt.crop_size", 30, "must be a multiple of 32 (the 32 px blocks of the indices"),
+    ("adapt.crop_size", 48, "and 4 x data.ratio = 16), got 48"),
+    ("adapt.ceiling_window", 2, "must lie in [data.ratio = 4, adapt.crop_size], got 2"),
     ("adapt.lr", 0.0, "must be positive"),
     ("adapt.spatial_weight", -0.1, "must be 0 or positive"),
     ("adapt.eval_tiles", 0, "must be positive"),
@@ -117,6 +120,14 @@ def test_value_outside_its_domain_names_the_field(field, value, message):
     config_checks.validate(config)
 
 
+def test_adapt_ceiling_window_larger_than_the_crop_is_rejected():
+  config = default.get_config()
+  config.adapt.crop_size, config.adapt.ceiling_window = 32, 48
+  with pytest.raises(config_checks.ConfigError, match=re.escape(
+      "config.adapt.ceiling_window: must lie in [data.ratio = 4, adapt.crop_size], got 48")):
+    config_checks.validate(config)
+
+
 # Fields any value of whose type is valid: switches, and paths that the data
 # sources check when they open them; data.seed follows seed.
 FREE = {"data.seed", "data.root", "data.train_file", "data.val_file", "data.test_file",
@@ -133,6 +144,19 @@ def _fields(tree, prefix=""):
       yield from _fields(value, f"{prefix}{key}.")
     else:
       yield prefix + key
+
+
+@pytest.mark.parametrize("name", ["pnn", "pannet", "dicnn", "fusionnet"])
+def test_reference_cnns_refuse_the_pansharpeners_world_options(name):
+  config = default.get_config()
+  config.model.name = name
+  config.model.world.dsc = config.model.world.wacx = True  # loss terms: fine
+  config_checks.validate(config)
+  config.model.world.preset = "core"
+  with pytest.raises(config_checks.ConfigError,
+                     match=rf"^config\.model\.world: wsm \(preset 'core'\) are "
+                     rf"options of the pansharpener, which model.name={name} does not have"):
+    config_checks.validate(config)
 
 
 def test_every_field_of_common_is_checked_or_free():

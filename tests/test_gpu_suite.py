@@ -216,7 +216,8 @@ def test_train_step_keeps_going_when_a_child_dies(tmp_path, monkeypatch):
   assert calls[1][1] == ["--batch=8"]                # no pick: the fallback
   statuses = {r["row"]: r["status"] for r in result["rows"]}
   assert statuses == {"base_bf16_remat": "failed", "tiny_bf16_remat": "ok",
-                      "base_depth1_bf16_remat": "ok", "base_f32_remat": "ok"}
+                      "base_depth1_bf16_remat": "ok",
+                      "base_bf16_remat_fused": "ok", "base_f32_remat": "ok"}
   assert result["rows"][0]["reason"] == "not measured: timed out after 90 s (killed)"
   assert result["status"] == "failed"
   assert result["job_errors"][0]["log_tail"] == "compiling..."

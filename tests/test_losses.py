@@ -154,3 +154,126 @@ def test_wacx_of_two_cosines_in_closed_form():
   pred = np.stack([_cosine(5), _cosine(9)], -1)[None].astype(np.float32)
   pan = _cosine(5)[None, ..., None].astype(np.float32)
   assert float(losses.wacx_loss(pred, pan)) == pytest.approx(1.25, rel=1e-4)
+
+
+def test_single_scale_outputs_take_only_the_full_resolution_l1():
+  _, gt = _pair(6, (1, 16, 16, 4))
+  config = default.get_config().loss
+  _, terms = losses.compute_losses((gt + 0.1,), {"gt": gt}, config)
+  assert float(terms["l1"]) == pytest.approx(config.scale_weights[0] * 0.1, rel=1e-4)
+  assert set(terms) == {"l1", "gradient", "ssim", "edge", "fft"}
+  with pytest.raises(ValueError, match=r"outputs: \(full,\) or \(sr_1_4, sr_1_2, full\), got 2"):
+    losses.compute_losses((gt, gt), {"gt": gt}, config)
+
+
+# ---- Z-PNN's full-resolution terms (--mode=adapt) ----
+
+def _window_corr(a, b, window):
+  """Pearson correlation of 2D `a` and `b` in every window x window
+  neighbourhood ('valid'), by np.corrcoef window by window."""
+  rows, cols = a.shape[0] - window + 1, a.shape[1] - window + 1
+  out = np.zeros((rows, cols))
+  for i in range(rows):
+    for j in range(cols):
+      wa, wb = a[i:i + window, j:j + window].ravel(), b[i:i + window, j:j + window].ravel()
+      out[i, j] = np.corrcoef(wa, wb)[0, 1] if wa.std() and wb.std() else 0.0
+  return out
+
+
+@pytest.mark.parametrize("window", [4, 16])
+def test_local_correlation_matches_numpy_windows(window):
+  rng = np.random.default_rng(6)
+  a = rng.random((1, 20, 20, 2)).astype(np.float32)
+  b = (0.5 * a + 0.5 * rng.random(a.shape)).astype(np.float32)
+  got = np.asarray(losses.local_correlation(a, b, window))
+  for band in range(2):
+    np.testing.assert_allclose(got[0, ..., band], _window_corr(a[0, ..., band], b[0, ..., band],
+                                                               window), atol=1e-4)
+
+
+def test_local_correlation_of_an_affine_copy_is_one_in_smooth_areas():
+  """Variations of a few 11-bit DN (variances ~1e-7 in [0, 1] units): the
+  correlation of an image with a gain-and-offset copy of itself is 1, not
+  pulled to 0 by an epsilon beside var x var ~1e-14; flat windows give 0."""
+  rng = np.random.default_rng(7)
+  a = (0.4 + rng.integers(0, 4, (1, 16, 16, 1)) / 2047).astype(np.float32)
+  a[0, :4, :4] = 0.4  # one flat window
+  corr = np.asarray(losses.local_correlation(a, 0.2 + 0.5 * a, 4))[0, ..., 0]
+  assert corr[0, 0] == 0.0
+  np.testing.assert_allclose(corr[4:, 4:], 1.0, atol=1e-3)
+
+
+def _spatial_reference(pred, pan, lms, pan_lp, ratio, window):
+  """Z-PNN's structural loss in numpy: 1 - rho (ratio px windows of each band
+  with the PAN) where rho is below rho_max (`window` px windows of the
+  upsampled band with the low-passed PAN), 0 elsewhere; windows centred on
+  the same point, the mean over the positions where both fit."""
+  offset = (window - ratio) // 2
+  terms = []
+  for band in range(pred.shape[-1]):
+    ceiling = _window_corr(lms[0, ..., band], pan_lp[0, ..., 0], window)
+    rho = _window_corr(pred[0, ..., band], pan[0, ..., 0], ratio)
+    rho = rho[offset:offset + ceiling.shape[0], offset:offset + ceiling.shape[1]]
+    terms.append(np.where(rho < ceiling, 1.0 - rho, 0.0))
+  return np.mean(terms)
+
+
+def _adapt_inputs(seed=8, size=24):
+  rng = np.random.default_rng(seed)
+  pan = rng.random((1, size, size, 1)).astype(np.float32)
+  lms = (0.6 * pan + 0.4 * rng.random((1, size, size, 2))).astype(np.float32)
+  pred = (0.5 * pan + 0.5 * rng.random((1, size, size, 2))).astype(np.float32)
+  return pred, pan, lms
+
+
+def test_spatial_consistency_matches_z_pnn_reference():
+  pred, pan, lms = _adapt_inputs()
+  pan_lp = np.asarray(losses.mtf_blur(pan, [0.15], 4))  # the QB PAN gain
+  want = _spatial_reference(pred, pan, lms, pan_lp, 4, 16)
+  got = losses.spatial_consistency_loss(pred, pan, lms, 4, "QB", ceiling_window=16)
+  assert float(got) == pytest.approx(want, rel=1e-4)
+
+
+def test_spatial_consistency_of_bands_correlated_with_the_pan_is_zero():
+  """rho = 1 reaches any ceiling: nothing left to push."""
+  _, pan, lms = _adapt_inputs()
+  pred = np.concatenate([0.5 * pan + 0.1, 0.8 * pan], -1)
+  loss = losses.spatial_consistency_loss(pred, pan, lms, 4, "QB", ceiling_window=16)
+  assert float(loss) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_spatial_consistency_ignores_windows_touching_invalid_pixels():
+  pred, pan, lms = _adapt_inputs(size=32)
+  valid = np.ones((1, 32, 32, 1), np.float32)
+  valid[:, :, 20:] = 0
+  other = pred.copy()
+  other[:, :, 20:] = 1.0 - other[:, :, 20:]
+  loss = lambda p: float(losses.spatial_consistency_loss(p, pan, lms, 4, "QB",
+                                                         ceiling_window=16, valid=valid))
+  assert loss(pred) == loss(other)
+  # Windows of 16 px ending before column 20: the reference on those columns.
+  pan_lp = np.asarray(losses.mtf_blur(pan, [0.15], 4))
+  want = _spatial_reference(pred[:, :, :20], pan[:, :, :20], lms[:, :, :20],
+                            pan_lp[:, :, :20], 4, 16)
+  assert loss(pred) == pytest.approx(want, rel=1e-4)
+
+
+def test_spectral_consistency_of_constants_in_closed_form_and_masked():
+  """The MTF keeps a constant c constant, so the term is the mean |c - MS|;
+  MS pixels whose PAN footprint is not all valid are left out."""
+  ms = np.full((1, 8, 8, 2), 0.5, np.float32)
+  ms[:, :, 6:] = 0.9
+  pred = np.full((1, 32, 32, 2), 0.5, np.float32)
+  assert float(losses.spectral_consistency_loss(pred, ms)) == pytest.approx(
+      0.4 * 2 / 8, rel=1e-4)
+  valid = np.ones((1, 32, 32, 1), np.float32)
+  valid[:, :, 23:] = 0  # MS column 5 has one invalid PAN column: out as well
+  masked = losses.spectral_consistency_loss(pred, ms, valid=valid)
+  assert float(masked) == pytest.approx(0.0, abs=1e-6)
+  ms[:, :, 5] = 0.7
+  masked = losses.spectral_consistency_loss(pred, ms, valid=valid)
+  assert float(masked) == pytest.approx(0.0, abs=1e-6)
+  valid[:, :, 20:] = 1
+  valid[:, :, 24:] = 0
+  masked = losses.spectral_consistency_loss(pred, ms, valid=valid)
+  assert float(masked) == pytest.approx(0.2 / 6, rel=1e-4)

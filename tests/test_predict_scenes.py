@@ -20,8 +20,8 @@ from scipy import ndimage
 import tifffile
 
 from pansharp_jax import metrics, predict, scene_metrics
-from pansharp_jax.data import geotiff
-from pansharp_jax.data.scene import ArrayScene, GeoTiffScene, SceneWriter
+from pansharp_jax.data import geotiff, wald
+from pansharp_jax.data.scene import ArrayScene, FusedImage, GeoTiffScene, SceneWriter
 from tests.data import fixtures
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "train"))
@@ -283,3 +283,37 @@ def test_scene_metrics_hand_checks(tmp_path, monkeypatch):
   ms_up = scene.read_inputs(0, 0, scene.height, scene.width).lms.astype(np.float64) * MAX
   assert result["model"]["d_lambda"] == pytest.approx(metrics.d_lambda(fused, ms_up),
                                                       abs=1e-6)
+
+
+def test_scene_metrics_differ_from_the_toolbox_only_near_the_scene_edges(tmp_path,
+                                                                          monkeypatch):
+  """Block by block, the scene's indices are those of the toolbox on the whole
+  arrays (interp23tap wrapping, the MTF filter replicating, as
+  metrics.evaluate_full) except within edge_reach (41 px at ratio 4) of the
+  scene's edges, which are mirrored; the report counts those blocks."""
+  ms, pan = _content((64, 80), seed=3)                     # 256 x 320 PAN px
+  scene = ArrayScene(ms, pan, 4, MAX, PROFILE)
+  out = str(tmp_path / "fused.tif")
+  predict.predict_scene(scene, _pointwise, predict.TileOptions(128, 32, 2), out,
+                        progress=False)
+  added = []
+  add = scene_metrics.BlockSums.add
+  monkeypatch.setattr(scene_metrics.BlockSums, "add",
+                      lambda self, terms, *a: added.append(terms) or add(self, terms, *a))
+  fused = FusedImage(out)
+  result = scene_metrics.score_scene(scene, fused, sensor="QB", progress=False)
+  x = fused.read(0, 0, 256, 320).astype(np.float64)
+  fused.close()
+  ms_up = wald.interp23tap(ms.astype(np.float64), 4)
+  x_lp = wald.mtf_filter(x, wald.mtf_kernels("QB", 4, 4))
+  pan = pan[..., 0].astype(np.float64)
+  toolbox = scene_metrics.block_terms(x, x_lp, ms_up, pan, metrics.pan_lowpass(pan, 4))
+  (ours,) = added                                           # one tile
+  gap = np.max([np.abs(ours[k] - t).reshape(-1, 8, 10).max(0) for k, t in toolbox.items()],
+               axis=0)
+  near = np.ones((8, 10), bool)
+  near[2:-2, 2:-2] = False                                  # 41 px: two blocks deep
+  assert gap[~near].max() < 1e-5                            # float32 inputs, uint16 Q2n
+  assert gap[near].max() > 1e-2
+  assert result["blocks_near_edge"] == near.sum() == 56
+  assert "scene edges mirrored" in result["protocol"]

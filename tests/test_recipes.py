@@ -21,8 +21,9 @@ def test_scenes_are_deterministic_full_resolution_pairs_the_geotiff_source_reads
   common = dict(num_bands=4, ratio=4, max_value=2047, sensor="QB", tile_size=32)
   train = GeoTiffWaldSource(str(tmp_path / "a"), "train", **common)
   val = GeoTiffWaldSource(str(tmp_path / "a"), "val", **common)
-  # 2x2 tiles of 32 px per 64 px scene, the last row of each held out.
-  assert (len(train), len(val)) == (4, 4)
+  test = GeoTiffWaldSource(str(tmp_path / "a"), "test", **common)
+  # 2x2 tiles of 32 px per 64 px scene, the last row of each held out: one tile val, one test.
+  assert (len(train), len(val), len(test)) == (4, 2, 2)
   assert val[0]["gt"].shape == (32, 32, 4) and val[0]["pan"].shape == (32, 32, 1)
 
 

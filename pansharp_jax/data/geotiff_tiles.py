@@ -5,8 +5,10 @@
 protocol (the original MS becomes GT), then cuts it into non-overlapping tiles
 of `tile_size` GT pixels. Degrading the whole scene (rather than each tile)
 keeps tile borders free of filter padding artefacts. Per scene the last tenth
-of the tile rows (at least one row) is held out for val/test, so held-out
-tiles never share pixels with training tiles.
+of the tile rows (at least one row) is held out, so held-out tiles never share
+pixels with training tiles; of the held-out tiles (row by row) the first half
+is the val split and the rest the test split, so the images that pick `best/`
+are not the ones it is tested on.
 """
 
 import numpy as np
@@ -15,9 +17,18 @@ from pansharp_jax.data import checks, geotiff, scene as scene_lib, wald
 from pansharp_jax.errors import DataError, require
 
 
-def _held_out_rows(rows: int) -> int:
-  """Tile rows kept for val/test: the last tenth, at least one when rows allow."""
-  return rows // 10 if rows >= 10 else min(1, rows - 1)
+def _split_tiles(rows: int, cols: int, split: str) -> list[tuple[int, int]]:
+  """The (row, col) tiles of a rows x cols scene that belong to `split`.
+
+  The last tenth of the rows (at least one) is held out; val takes the first
+  half of its tiles, test the rest. An empty list: the scene is too small.
+  """
+  held_rows = max(1, rows // 10) if rows >= 2 else 0
+  tiles = [(r, c) for r in range(rows) for c in range(cols)]
+  train, held = tiles[:(rows - held_rows) * cols], tiles[(rows - held_rows) * cols:]
+  if len(held) < 2:
+    return []
+  return {"train": train, "val": held[:len(held) // 2], "test": held[len(held) // 2:]}[split]
 
 
 class GeoTiffWaldSource:
@@ -54,6 +65,10 @@ class GeoTiffWaldSource:
       require(rows > 0 and cols > 0, ms_path,
               f"MS of {pair.ms.shape[0]}x{pair.ms.shape[1]} px is smaller than "
               f"one data.image_size={tile_size} px tile")
+      tiles = _split_tiles(rows, cols, split)
+      require(bool(tiles), ms_path,
+              f"MS of {pair.ms.shape[0]}x{pair.ms.shape[1]} px makes {rows}x{cols} tiles of "
+              f"{tile_size} px, too few for train, val and test tiles (2x2 tiles suffice)")
       height, width = rows * tile_size, cols * tile_size
       gt = checks.to_unit(pair.ms[:height, :width], self.max_value, ms_path)
       pan = checks.to_unit(pair.pan[:ratio * height, :ratio * width],
@@ -61,12 +76,7 @@ class GeoTiffWaldSource:
       scene = wald.wald_degrade(gt, pan, sensor, ratio)
       self._scenes.append({"gt": gt, "ms": scene["ms"], "pan": scene["pan"],
                            "lms": np.clip(scene["lms"], 0.0, 1.0)})
-      held_out = _held_out_rows(rows)
-      split_rows = range(rows - held_out) if split == "train" else range(rows - held_out, rows)
-      self._tiles += [(len(self._scenes) - 1, r, c) for r in split_rows for c in range(cols)]
-    require(bool(self._tiles), root,
-            f"empty {split} split (each scene gives val/test one row of "
-            f"{tile_size} px tiles, so it needs at least 2 rows)")
+      self._tiles += [(len(self._scenes) - 1, r, c) for r, c in tiles]
 
   def __len__(self) -> int:
     return len(self._tiles)

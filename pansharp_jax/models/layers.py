@@ -4,6 +4,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pansharp_jax.ops import backend
+
 
 # Channel counts up to which CPU depthwise convolutions run densely (below).
 _DENSE_DEPTHWISE_MAX_CHANNELS = 32
@@ -28,7 +30,7 @@ class DepthwiseConv(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (channels,))
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     groups = channels
-    if (jax.default_backend() == "cpu"
+    if (backend.target() == "cpu"
         and channels <= _DENSE_DEPTHWISE_MAX_CHANNELS):
       kernel, groups = kernel * jnp.eye(channels, dtype=kernel.dtype), 1
     y = jax.lax.conv_general_dilated(

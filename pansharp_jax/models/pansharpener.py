@@ -32,7 +32,7 @@ def upsample(ms, height, width):
 RATIOS = (2, 4, 8)
 
 
-def _check_inputs(ms, pan, lms, num_bands):
+def check_inputs(ms, pan, lms, num_bands):
   batch, height, width, pan_bands = pan.shape
   if pan_bands != 1 or height % 4 or width % 4:
     raise ValueError(f"pan must be (B, H, W, 1) with H, W multiples of 4, "
@@ -68,7 +68,7 @@ class Pansharpener(nn.Module):
 
   @nn.compact
   def __call__(self, ms, pan, lms=None, *, train: bool = False):
-    _check_inputs(ms, pan, lms, self.num_bands)
+    check_inputs(ms, pan, lms, self.num_bands)
     height, width = pan.shape[1:3]
     ms = ms.astype(jnp.float32)
     lms = upsample(ms, height, width) if lms is None else lms.astype(jnp.float32)

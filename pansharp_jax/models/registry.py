@@ -1,20 +1,45 @@
-"""Models picked by name from the config (big_vision style)."""
+"""Models picked by name from the config (big_vision style).
+
+`pansharpener` is ours (three outputs, finest last); the field's reference
+CNNs (`models/reference_cnns.py`) give one full-resolution output. Every
+model takes `(ms, pan, lms=None, train=False)` and has a `world` attribute
+(its WorldOptions: the loss terms it trains with).
+"""
 
 import dataclasses
 
 import jax.numpy as jnp
 import ml_collections
 
-from pansharp_jax.models import options, pansharpener, sizes, world
+from pansharp_jax.models import options, pansharpener, reference_cnns, sizes, world
+
+NAMES = ("pansharpener", *reference_cnns.NETWORKS)
+# World options that change the pansharpener's architecture or inference
+# (the others, DSC and WAC-X, are loss terms any network trains with).
+ARCHITECTURE_OPTIONS = ("wsm", "dca", "patch_prior")
 
 
-NAMES = ("pansharpener",)
+def foreign_options(name: str, world_options) -> list[str]:
+  """The architecture options switched on that model `name` does not have."""
+  if name == "pansharpener":
+    return []
+  return [o for o in ARCHITECTURE_OPTIONS if getattr(world_options, o)]
 
 
 def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
-  """The Flax module named by `model_config.name`, at `model_config.size`."""
+  """The Flax module named by `model_config.name` (the pansharpener at
+  `model_config.size`; the reference CNNs have their papers' one size)."""
   if model_config.name not in NAMES:
     raise ValueError(f"config.model.name: unknown model {model_config.name!r}")
+  world_options = world.world_options(model_config.get("world"))
+  dtype = jnp.dtype(model_config.dtype)
+  if model_config.name in reference_cnns.NETWORKS:
+    on = foreign_options(model_config.name, world_options)
+    if on:
+      raise ValueError(f"config.model.world: {', '.join(on)} belong to the "
+                       f"pansharpener, not to model.name={model_config.name}")
+    return reference_cnns.NETWORKS[model_config.name](
+        num_bands=num_bands, world=world_options, dtype=dtype)
   blocks = options.BlockOptions(
       directions=int(model_config.directions),
       scan_method=model_config.scan_method,
@@ -31,5 +56,5 @@ def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
       num_bands=num_bands,
       size=size,
       blocks=blocks,
-      world=world.world_options(model_config.get("world")),
-      dtype=jnp.dtype(model_config.dtype))
+      world=world_options,
+      dtype=dtype)

@@ -22,6 +22,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from pansharp_jax.ops import backend
+
 IMPLS = ("auto", "cudnn", "xla", "chunked")
 _CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 
@@ -58,7 +60,7 @@ def attention(q, k, v, *, impl="auto", chunk_size=512):
 
 
 def _cudnn_applies(q):
-  return jax.default_backend() == "gpu" and q.dtype in _CUDNN_DTYPES
+  return backend.target() == "gpu" and q.dtype in _CUDNN_DTYPES
 
 
 def _cudnn(q, k, v, scale):

@@ -19,6 +19,10 @@ Three ways to run it, all with the same results:
   state carried across chunks by `lax.scan`, each chunk rematerialised. Only
   one chunk's discretised tensors exist at a time, and the backward pass keeps
   only the chunk-boundary states. The fast path on GPU/TPU for long inputs.
+- "fused": Pallas kernels for NVIDIA GPUs (ops/scan_kernel.py) that read
+  each input once and keep the states in registers; float32 compute. Opt-in
+  until the GPU suite has verified it on a device; `interpret=True` runs it
+  on CPU (slowly, for tests).
 """
 
 import functools
@@ -27,12 +31,16 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
-METHODS = ("auto", "associative", "sequential", "chunked")
+from pansharp_jax.ops import backend
+from pansharp_jax.ops import scan_kernel
+
+METHODS = ("auto", "associative", "sequential", "chunked", "fused")
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                    delta_softplus=True, *, reverse=False, h0=None,
-                   return_last_state=False, method="auto", chunk_size=256):
+                   return_last_state=False, method="auto", chunk_size=256,
+                   interpret=False):
   """Runs the S6 selective scan.
 
   Args:
@@ -51,10 +59,12 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
       the state after processing t = 0.
     h0: optional initial state, (batch, channels, d_state); zeros if None.
     return_last_state: also return the final state.
-    method: "sequential", "associative", "chunked" or "auto" (sequential on
-      CPU, where it is the fastest; chunked on GPU/TPU).
+    method: "sequential", "associative", "chunked", "fused" or "auto"
+      (sequential on CPU, where it is the fastest; chunked on GPU/TPU).
     chunk_size: steps per chunk for method "chunked"; the length is padded
       to a multiple of it with identity steps (clamped to the length).
+    interpret: method "fused" only: run its kernels in Pallas' interpreter
+      (CPU, slow); without it "fused" needs an NVIDIA GPU.
 
   Returns:
     y with the shape and dtype of u and, if return_last_state, the last state
@@ -64,7 +74,12 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None,
   """
   _check_shapes(u, delta, A, B, C, D, z, delta_bias, h0)
   if method == "auto":
-    method = "sequential" if jax.default_backend() == "cpu" else "chunked"
+    method = "sequential" if backend.target() == "cpu" else "chunked"
+  if method == "fused":
+    y, last_state = scan_kernel.fused_scan(
+        u, delta, A, B, C, D, z, delta_bias, h0,
+        delta_softplus=delta_softplus, reverse=reverse, interpret=interpret)
+    return (y, last_state) if return_last_state else y
   if method == "chunked":
     if chunk_size < 1:
       raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")

@@ -55,6 +55,14 @@ def applied_update(optimizer, opt_state):
   return True
 
 
+def update_index(optimizer, opt_state, step):
+  """The 0-based index of the update the last `update` made (with
+  accumulation one per k batches; otherwise the batch `step`)."""
+  if isinstance(optimizer, optax.MultiSteps):
+    return opt_state.gradient_step - 1
+  return step
+
+
 def _find(opt_state, state_type):
   """The first sub-state of `state_type` in an optimizer state, or None."""
   is_state = lambda x: isinstance(x, state_type)

@@ -52,10 +52,12 @@ def train_step(state: TrainState, batch, *, model, optimizer, config):
   updates, opt_state = optimizer.update(
       grads, state.opt_state, state.params, value=total)
   params = optax.apply_updates(state.params, updates)
-  # With accumulation the params only move every k batches; so does the EMA.
+  # With accumulation the params only move every k batches; so does the EMA,
+  # whose decay ramps up with the updates made, not the batches seen.
   ema_params = jax.tree.map(
       functools.partial(jnp.where, optimizer_lib.applied_update(optimizer, opt_state)),
-      ema_update(state.ema_params, params, config.optim.ema_decay, state.step),
+      ema_update(state.ema_params, params, config.optim.ema_decay,
+                 optimizer_lib.update_index(optimizer, opt_state, state.step)),
       state.ema_params)
   updated = state.replace(params=params, ema_params=ema_params,
                           opt_state=opt_state, model_state=dict(model_state))

@@ -106,7 +106,7 @@ def test_wald_source_tiles_exact_values(tmp_path, georeferenced):
   config = fixtures.data_config(source="geotiff", root=str(tmp_path), image_size=16,
                                 sensor="QB")
   train, val = (sources.make_source(config, split) for split in ("train", "val"))
-  assert (len(train), len(val), len(sources.make_source(config, "test"))) == (9, 3, 3)
+  assert (len(train), len(val), len(sources.make_source(config, "test"))) == (9, 1, 2)
   assert (train.max_value, train.num_bands, train.ratio) == (2047.0, 4, 4)
   gt_scene = ms[:64, :48] / np.float32(2047)
   expected = wald.wald_degrade(gt_scene, pan[:256, :192] / np.float32(2047), "QB", 4)
@@ -117,3 +117,29 @@ def test_wald_source_tiles_exact_values(tmp_path, georeferenced):
   np.testing.assert_array_equal(sample["lms"], np.clip(expected["lms"][16:32, 32:48], 0, 1))
   np.testing.assert_array_equal(val[0]["gt"], gt_scene[48:64, 0:16])  # the last tile row
   assert all(v.dtype == np.float32 for v in sample.values())
+
+
+def _tile_origins(source, gt_scene, size):
+  """(row, col) of each of the source's GT tiles in `gt_scene`."""
+  origins = []
+  for sample in (source[i] for i in range(len(source))):
+    hits = [(r, c) for r in range(0, gt_scene.shape[0], size)
+            for c in range(0, gt_scene.shape[1], size)
+            if np.array_equal(sample["gt"], gt_scene[r:r + size, c:c + size])]
+    assert len(hits) == 1
+    origins += hits
+  return origins
+
+
+def test_wald_source_val_and_test_hold_out_disjoint_tiles(tmp_path):
+  # 128x64 MS at 32 px: 4x2 tiles; the last row is held out, split between
+  # val (its left tile) and test (its right tile).
+  ms, _ = fixtures.geotiff_pair(tmp_path, ms_hw=(128, 64), georeferenced=False)
+  config = fixtures.data_config(source="geotiff", root=str(tmp_path), image_size=32,
+                                sensor="QB")
+  gt_scene = ms / np.float32(2047)
+  origins = {split: _tile_origins(sources.make_source(config, split), gt_scene, 32)
+             for split in ("train", "val", "test")}
+  assert origins["val"] == [(96, 0)]
+  assert origins["test"] == [(96, 32)]
+  assert sorted(origins["train"]) == [(r, c) for r in (0, 32, 64) for c in (0, 32)]

@@ -5,7 +5,7 @@ Training uses the stand-in model of tests/train/train_tiny.py: these tests are
 about the data path (source -> pipeline -> step -> checkpoint -> eval
 report), not the network, and the full model takes minutes to compile on a
 CPU. All three sources give 32 px, 4-band samples, so every run builds the
-same programs, and a persistent compilation cache shared by the module's runs
+same programs, and the suite's persistent compilation cache (tests/conftest.py)
 lets only the first one compile them.
 """
 
@@ -14,8 +14,6 @@ import math
 import os
 
 import h5py
-import jax
-from jax.experimental.compilation_cache import compilation_cache
 import numpy as np
 import pytest
 
@@ -27,29 +25,10 @@ from tests.data import fixtures
 from tests.train import train_tiny
 
 STEPS = 2
-# Cache every compile, however small or fast.
-_CACHE_SETTINGS = {"jax_persistent_cache_min_compile_time_secs": 0.0,
-                   "jax_persistent_cache_min_entry_size_bytes": 0}
-
-
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-  """A persistent compilation cache for this module only, then the old settings."""
-  settings = dict(_CACHE_SETTINGS, jax_compilation_cache_dir=str(
-      tmp_path_factory.mktemp("jax_cache")))
-  saved = {name: getattr(jax.config, name) for name in settings}
-  for name, value in settings.items():
-    jax.config.update(name, value)
-  # JAX decides once per process whether to use the cache: decide again.
-  compilation_cache.reset_cache()
-  yield
-  for name, value in saved.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
 
 
 @pytest.fixture
-def tiny_model(monkeypatch, compile_cache):
+def tiny_model(monkeypatch):
   monkeypatch.setattr(registry, "build_model", train_tiny.build)
 
 
@@ -79,7 +58,7 @@ def _h5(root):
 
 def _geotiff(root):
   pytest.importorskip("rasterio")
-  # 2 x 2 tiles of 32 px: the first row trains, the last is held out for val.
+  # 2 x 2 tiles of 32 px: the first row trains; of the last, one tile is val, one test.
   fixtures.geotiff_pair(str(root), ms_hw=(64, 64))
   return _config(source="geotiff", root=str(root), sensor="QB", max_value=2047.0)
 

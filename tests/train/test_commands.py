@@ -16,16 +16,6 @@ from tests.data import fixtures
 FULL_METRICS = ("d_lambda", "d_s", "qnr", "hqnr")
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-  """A workdir trained for 10 steps (a checkpoint and a best export)."""
-  path = str(tmp_path_factory.mktemp("run"))
-  config = train_tiny.config(num_train_steps=10, eval_every=10, checkpoint_every=10,
-                             log_every=10)
-  commands.train(config, path)
-  return path
-
-
 def _config(**data):
   config = train_tiny.config()
   config.eval_batch_size = 2

@@ -9,6 +9,7 @@ import pytest
 import train_tiny
 
 from pansharp_jax.data import pipeline, sources
+from pansharp_jax.models import registry
 from pansharp_jax.train import builder, optimizer as optimizer_lib, parallel
 
 
@@ -81,21 +82,35 @@ def test_nonfinite_batch_is_skipped_and_counted(trainer8, batch):
   assert int(metrics["skipped"]) == 0 and int(state.nonfinite) == 0
 
 
-def test_gradient_accumulation_updates_every_k_batches(batch):
+def test_gradient_accumulation_of_k_batches_is_one_step_on_the_k_times_batch(
+    batch, monkeypatch):
+  """k = 2 accumulated batches move params and EMA as one step on both
+  batches at once; mid-accumulation nothing moves. The model carries no state
+  and drops nothing here, so the two runs see the same forward."""
+  monkeypatch.setattr(registry, "build_model", lambda cfg, bands: train_tiny.TinyNet(
+      num_bands=bands, dropout=0.0, carry_state=False))
+  second = jax.tree.map(lambda x: np.ascontiguousarray(np.rot90(x, axes=(1, 2))), batch)
+  moving = lambda s: _leaves((s.params, s.ema_params))
   config = train_tiny.config()
   config.optim.grad_accum_steps = 2
-  trainer = _trainer(config, 8)
+  trainer = _trainer(config, 1)
   state = trainer.init(jax.random.PRNGKey(0))
-  sharded = parallel.shard_batch(batch, trainer.mesh)
-  moving = lambda s: _leaves((s.params, s.ema_params))
   start = moving(state)
-  state, _ = trainer.step(state, sharded)
+  state, _ = trainer.step(state, parallel.shard_batch(batch, trainer.mesh))
   for a, b in zip(start, moving(state)):
     np.testing.assert_array_equal(a, b)   # mid-accumulation: nothing moves
   assert not bool(optimizer_lib.applied_update(trainer.optimizer, state.opt_state))
-  state, _ = trainer.step(state, sharded)
-  assert all(not np.array_equal(a, b) for a, b in zip(start, moving(state)))
+  state, _ = trainer.step(state, parallel.shard_batch(second, trainer.mesh))
   assert bool(optimizer_lib.applied_update(trainer.optimizer, state.opt_state))
+
+  config = train_tiny.config(batch_size=16)
+  once = _trainer(config, 1)
+  both = jax.tree.map(lambda a, b: np.concatenate([a, b]), batch, second)
+  reference, _ = once.step(once.init(jax.random.PRNGKey(0)),
+                           parallel.shard_batch(both, once.mesh))
+  for a, b, s in zip(moving(state), moving(reference), start):
+    assert not np.array_equal(b, s)
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
 
 
 def test_weight_decay_mask():

@@ -26,12 +26,18 @@ FLAGS = ["--config.data.image_size=32", "--config.data.synthetic.scene_size=32",
          "--config.checkpoint_every=5"]
 
 
+# config() fields of a 10-step run that validates and checkpoints once.
+SHORT_RUN = {"num_train_steps": 10, "eval_every": 10, "checkpoint_every": 10,
+             "log_every": 10}
+
+
 class TinyNet(nn.Module):
   """Two convs around a residual on the interpolated MS, plus a running state."""
 
   num_bands: int
   features: int = 8
   dropout: float = 0.1
+  carry_state: bool = True  # False: the state stays 0 (batch splits then compare exactly)
   world = None  # the model's world options; None: no world-model loss terms
 
   @nn.compact
@@ -40,7 +46,7 @@ class TinyNet(nn.Module):
     hidden = self.variable("world_state", "hidden", jnp.zeros, (self.features,))
     y = nn.gelu(nn.Conv(self.features, (3, 3))(jnp.concatenate([lms, pan], -1)))
     y = nn.Dropout(self.dropout, deterministic=not train)(y)
-    if train and self.is_mutable_collection("world_state"):
+    if train and self.carry_state and self.is_mutable_collection("world_state"):
       hidden.value = 0.9 * hidden.value + 0.1 * jnp.mean(y, axis=(0, 1, 2))
     y = y * (1.0 + jnp.tanh(hidden.value))
     logit = jax.scipy.special.logit(jnp.clip(lms, 1e-4, 1 - 1e-4))

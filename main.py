@@ -90,6 +90,7 @@ def main(argv):
   try:
     config_checks.validate(config)
     parallel.initialize_distributed(config)
+    config_checks.validate_devices(config)  # starts the backend: after the above
     _check_workdir(_WORKDIR.value, create=_MODE.value in ("train", "probe"))
     if _MODE.value == "train":
       commands.train(config, workdir)

@@ -9,7 +9,7 @@ exported with `jax.export(..., platforms=("cuda",))` through
 train/gpu_export.py at batch 1: the program a GPU host would compile, Pallas
 kernels included, lowered but not compiled. Prints, per config, whether it
 lowered (else the error), the fused-kernel calls in it and the CPU seconds
-it took. tests/train/test_gpu_export.py runs the cheapest case in the suite.
+it took. tests/test_gpu_export.py runs base_256 in the suite.
 """
 
 import importlib

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from benchmarks import common
 from pansharp_jax import ops
-from pansharp_jax.ops import scan_kernel
+from pansharp_jax.ops import pallas_launch, scan_kernel
 
 _LENGTHS = flags.DEFINE_list("lengths", ["4096", "16384", "65536"],
                              "Sequence lengths (tokens).")
@@ -160,7 +160,11 @@ def main(argv):
       "delta_bias, softplus; backward w.r.t. every input",))
   common.print_table(header, rows)
   if _FUSED.value:
-    print_fused(dtype)
+    reason = pallas_launch.unavailable_reason()
+    if reason:
+      print(f"\nfused kernel: skipped, {reason}")
+    else:
+      print_fused(dtype)
 
 
 if __name__ == "__main__":

@@ -47,13 +47,18 @@ def crop_unit(ratio: int) -> int:
 
 def crop_size(config, scene: Scene) -> int:
   """Crop side in PAN px: `config.adapt.crop_size` or the training size, no
-  larger than the scene, rounded down to a multiple of `crop_unit`."""
+  larger than the scene, rounded down to a multiple of `crop_unit`; a
+  DataError if no crop fits, or if it is smaller than the ceiling window."""
   unit = crop_unit(scene.ratio)
   wanted = int(config.adapt.crop_size or config.data.image_size)
   crop = min(wanted, scene.height, scene.width) // unit * unit
   if crop <= 0:
     raise DataError(f"{scene.pan_where}: the scene ({scene.height} x {scene.width} PAN "
                     f"px) is smaller than one {unit} px crop")
+  # Here, not in fine_tune: before any tile is scored.
+  if int(config.adapt.ceiling_window) > crop:
+    raise DataError(f"{scene.pan_where}: the scene's {crop} px crops are smaller than "
+                    f"adapt.ceiling_window={config.adapt.ceiling_window}")
   return crop
 
 
@@ -169,9 +174,6 @@ def fine_tune(model, variables: dict, scene: Scene, config, *,
   variables and the per-step loss terms."""
   section = config.adapt
   crop = crop_size(config, scene)
-  if int(section.ceiling_window) > crop:
-    raise DataError(f"{scene.pan_where}: the scene's {crop} px crops are smaller than "
-                    f"adapt.ceiling_window={section.ceiling_window}")
   batch_size = int(section.batch_size or config.eval_batch_size)
   model_state = {k: v for k, v in variables.items() if k != "params"}
   optimizer = optax.adam(float(section.lr))

@@ -110,6 +110,15 @@ def validate(config) -> None:
             ("initialization_timeout", "heartbeat_timeout", "shutdown_timeout"), 1)
 
 
+def validate_devices(config) -> None:
+  """The checks that need JAX's backend. Asking for it starts the backend,
+  which must come after `jax.distributed.initialize`: call this after it."""
+  if config.model.scan_method == "fused":
+    _require(backend.target() == "gpu", "model.scan_method",
+             f"'fused' runs on NVIDIA GPUs only (backend: {backend.target()}); "
+             "use chunked or sequential")
+
+
 def _check_data_fields(data):
   """data.* beyond the sizes, bands and sensor checked in `validate`."""
   ratio = int(data.ratio)
@@ -136,9 +145,6 @@ def _check_model(model):
   if model.scan_method == "fused":
     reason = pallas_launch.unavailable_reason()
     _require(reason is None, "model.scan_method", f"'fused' needs Mosaic GPU: {reason}")
-    _require(backend.target() == "gpu", "model.scan_method",
-             f"'fused' runs on NVIDIA GPUs only (backend: {backend.target()}); "
-             "use chunked or sequential")
   _one_of(model, "model.", "attn_impl", IMPLS)
   _at_least(model, "model.", ("scan_chunk", "attn_chunk"), 1)
   _in_range(model, "model.", "dropout", "[0, 1)")

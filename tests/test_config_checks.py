@@ -1,12 +1,19 @@
 """config_checks.validate: every field of configs/common.py outside its value
 domain is a ConfigError that names the field, before anything runs."""
 
+import os
 import re
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
 from configs import common, default
 from pansharp_jax import config_checks
+from pansharp_jax.ops import pallas_launch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _set(config, field, value):
@@ -40,7 +47,6 @@ BAD = [
     ("model.size", "huge", "must be one of tiny, small, base, large"),
     ("model.directions", 3, "must be one of 1, 2, 4"),
     ("model.scan_method", "parallel", "must be one of auto, associative"),
-    ("model.scan_method", "fused", "'fused' runs on NVIDIA GPUs only"),
     ("model.scan_chunk", 0, "must be >= 1"),
     ("model.attn_impl", "flash", "must be one of auto, cudnn, xla, chunked"),
     ("model.attn_chunk", 0, "must be >= 1"),
@@ -118,6 +124,35 @@ def test_value_outside_its_domain_names_the_field(field, value, message):
   with pytest.raises(config_checks.ConfigError,
                      match=rf"^config\.{field}: .*{re.escape(message)}"):
     config_checks.validate(config)
+
+
+def test_fused_scan_off_a_gpu_is_rejected_by_the_device_checks():
+  config = default.get_config()
+  config.model.scan_method = "fused"
+  with pytest.raises(config_checks.ConfigError, match=re.escape(
+      "config.model.scan_method: 'fused' runs on NVIDIA GPUs only (backend: cpu)")):
+    config_checks.validate_devices(config)
+
+
+def test_validate_leaves_the_backend_unstarted():
+  """main.py validates before jax.distributed.initialize, which refuses to run
+  once a backend has started: `validate` must not start one (the fused scan's
+  platform check is in `validate_devices`)."""
+  if pallas_launch.unavailable_reason():
+    pytest.skip(pallas_launch.unavailable_reason())
+  code = textwrap.dedent("""
+      from configs import default
+      from pansharp_jax import config_checks
+      from jax._src import xla_bridge
+      config = default.get_config()
+      config.model.scan_method = "fused"
+      config_checks.validate(config)
+      print(xla_bridge.backends_are_initialized())
+  """)
+  result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.split() == ["False"]
 
 
 def test_adapt_ceiling_window_larger_than_the_crop_is_rejected():

@@ -2,8 +2,9 @@
 processes of two CPU devices each on localhost, joined by jax.distributed
 (gloo), against one process of one device.
 
-One run is killed -9 mid-training and resumed; its per-step losses must be
-those of the one-process run at the same global batch, and --mode=evaluate on
+One run (2 x 2 devices) is killed -9 mid-training and resumed on one process
+of 4 devices; its per-step losses must be those of the 1 x 1 run at the same
+global batch, and --mode=evaluate on
 two processes writes its report once. A process whose peer dies exits
 non-zero within the heartbeat timeout; an unreachable coordinator is one line.
 """
@@ -99,7 +100,9 @@ def test_two_processes_train_resume_and_evaluate_as_one(tmp_path):
   _wait_for(os.path.join(two, "checkpoints", "6"), run)
   _kill(run)
   assert not os.path.exists(os.path.join(two, "eval", "report.json"))
-  _wait(_launch(two, 2, 2), two)   # resumes from the newest checkpoint
+  # Resumed from the newest checkpoint by one process of four devices: a
+  # checkpoint of N processes continues on M, the same global batches.
+  _wait(_launch(two, 1, 4), two)
   _wait(reference, one)
 
   want, got = _losses(one), _losses(two)

@@ -15,17 +15,21 @@ import jax.numpy as jnp
 
 from pansharp_jax.ops.scan_tiles import TILE
 
+# Any failure, not only ImportError: every `pansharp_jax.ops` import runs
+# this, and a broken Mosaic GPU must disable the fused method, not the package.
 try:
   from jax.experimental import pallas as pl
   from jax.experimental.pallas import mosaic_gpu as plgpu
-except ImportError:  # pragma: no cover - jaxlib without Pallas
+  _IMPORT_ERROR = None
+except Exception as e:  # pylint: disable=broad-except  # pragma: no cover
   pl = plgpu = None
+  _IMPORT_ERROR = f"{type(e).__name__}: {e}"
 
 
 def unavailable_reason():
   """Why the fused kernel cannot be built with this JAX, or None."""
   if plgpu is None:
-    return "jax.experimental.pallas.mosaic_gpu does not import"
+    return f"jax.experimental.pallas.mosaic_gpu does not import ({_IMPORT_ERROR})"
   for name in ("kernel", "emit_pipeline", "SMEM"):
     if not hasattr(plgpu, name):
       return f"jax {jax.__version__} has no plgpu.{name}"

@@ -1,4 +1,4 @@
-"""Mamba's selective scan (S6) in pure JAX.
+"""Mamba's selective scan (S6): three pure-JAX forms and a fused GPU kernel.
 
 For batch b, channel d and state n the recurrence is
 
@@ -10,7 +10,7 @@ Every step is an affine map h -> a * h + b, and composing two of them,
 (a1, b1) then (a2, b2), gives (a1 * a2, a2 * b1 + b2): an associative
 operator, so the scan also has a parallel (log-depth) form.
 
-Three ways to run it, all with the same results:
+Four ways to run it, all with the same results:
 - "sequential": `lax.scan` over time, discretising one step at a time. The
   reference, and the fast path on CPU.
 - "associative": `lax.associative_scan` over the whole sequence. Parallel, but

@@ -10,7 +10,6 @@ does not trace without cuDNN, so such a config must name another
 """
 
 import jax
-import numpy as np
 
 from pansharp_jax.ops import backend, scan_kernel
 from pansharp_jax.train import builder, parallel
@@ -23,13 +22,7 @@ def export_train_step(config, batch_size: int = 1) -> jax.export.Exported:
   mesh = parallel.make_mesh(1)
   model, optimizer, _ = builder.make_model_and_optimizer(config)
   step = builder.jit_train_step(model, optimizer, config, mesh)
-  size, ratio = int(config.data.image_size), int(config.data.ratio)
-  bands = int(config.data.num_bands)
-  shapes = {"gt": (size, size, bands), "ms": (size // ratio, size // ratio, bands),
-            "lms": (size, size, bands), "pan": (size, size, 1)}
-  batch = {k: jax.ShapeDtypeStruct((batch_size,) + v, np.float32,
-                                   sharding=parallel.batch_sharding(mesh))
-           for k, v in shapes.items()}
+  batch = parallel.abstract_batch(config, batch_size, mesh)
   with backend.tracing_for("gpu"):
     state = jax.eval_shape(builder.make_init(config, model, optimizer, mesh),
                            jax.random.PRNGKey(0))

@@ -185,7 +185,10 @@ def any_process(flag: bool) -> bool:
 
 
 def same_on_all_processes(value: float) -> float:
-  """Process 0's `value` on every host (every host must call this together)."""
-  if jax.process_count() == 1:
-    return value
-  return float(multihost_utils.broadcast_one_to_all(np.float64(value)))
+  """Process 0's `value` on every host (every host must call this together),
+  as float32 on any process count (the broadcast's dtype without x64), so a
+  near-tie decides the same on 1 and N processes."""
+  value = np.float32(value)
+  if jax.process_count() > 1:
+    value = multihost_utils.broadcast_one_to_all(value)
+  return float(value)

@@ -14,7 +14,7 @@ import numpy as np
 
 from pansharp_jax import curves, evaluate
 from pansharp_jax.data import pipeline, sources
-from pansharp_jax.errors import ConfigError
+from pansharp_jax.errors import ConfigError, DataError
 from pansharp_jax.train import builder, checkpoint, memory, parallel, preemption
 from pansharp_jax.train import schedule as schedule_lib
 from pansharp_jax.train import logging as log_lib
@@ -65,6 +65,10 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   # a second with its DataError rather than after the compile.
   train_source = sources.make_source(config.data, "train")
   val_source = sources.make_source(config.data, "val")
+  # The final validation's preconditions, checked before any step.
+  val_protocol = evaluate.check_scorable(val_source, "val split", int(config.data.ratio))
+  if getattr(val_source, "coverage", None):
+    logging.info("Tiles per split (fraction of the scenes): %s", json.dumps(val_source.coverage))
 
   # ---- model ----
   # The batch size first: a schedule given in epochs needs it.
@@ -127,6 +131,20 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
         pipeline.eval_batches(val_source, int(config.eval_batch_size)),
         full=full, sensor=config.data.sensor,
         quicklook_dir=quicklooks if full and is_chief else None)
+
+  def checked_validate(state, full=False):
+    """`validate`; on an error, the state is saved first (its step then
+    resumes) and the error is one line."""
+    step = int(state.step)
+    try:
+      return validate(state, full=full)
+    except Exception as e:  # pylint: disable=broad-except
+      checkpoint.save(manager, state, force=True)
+      manager.wait_until_finished()
+      if isinstance(e, (ConfigError, DataError)):
+        raise
+      raise evaluate.failed(f"validation at step {step}", e,
+                            f"the checkpoint of step {step} is saved") from e
 
   def track_best(state, summary):
     """Exports the EMA model when `config.best_metric` improves."""
@@ -199,8 +217,10 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
           pending = None
 
         start = time.perf_counter()
+        if step == total_steps:  # saved before the final validation can fail
+          checkpoint.save(manager, state, force=True)
         if step % config.eval_every == 0 or step == total_steps:
-          rows = validate(state, full=step == total_steps)
+          rows = checked_validate(state, full=step == total_steps)
           summary = evaluate.summarize(rows)["model"]
           state = track_best(state, summary)
           if step == total_steps:
@@ -221,10 +241,12 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     # ---- final report ----
     report = None
     if not preempted:
-      rows = final_rows or validate(state, full=True)
+      rows = final_rows or checked_validate(state, full=True)
       if is_chief:
-        report = evaluate.write_report(rows, os.path.join(workdir, "eval"),
-                                       {"step": int(state.step), "split": "val"})
+        report = evaluate.write_report(rows, os.path.join(workdir, "eval"), {
+            "step": int(state.step), "split": "val", "weights": "latest",
+            "protocol": evaluate.PROTOCOLS[val_protocol], "source": config.data.source,
+            **evaluate.coverage_of(val_source)})
         writer.write(int(state.step), report["mean"]["model"], "val")
         curves.write_curves(os.path.join(workdir, "eval", "curves.png"),
                             os.path.join(workdir, "metrics.jsonl"), report["mean"])

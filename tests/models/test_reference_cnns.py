@@ -71,6 +71,36 @@ def test_parameter_count_is_the_papers(name, bands, ratio):
     assert count == WV3[name]
 
 
+# A total published outside this code base, counted by another implementation:
+# the torchsummary of the PyTorch PNN in github.com/VisionVoyagerX/PNN
+# (README.md, "Torch Summary": 25,984 + 51,232 + 3,204 = "Total params:
+# 80,420") for 4-band GaoFen-2 data (MS + PAN in, 4 bands out).
+# (Its PanNet README gives 78,152 for 4 bands, with batch normalisation in
+# its residual blocks, which the PanNet paper's blocks and ours do not have.)
+PUBLISHED_4_BANDS = {"pnn": 80_420}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_4_BANDS))
+def test_parameter_count_matches_a_published_total(name):
+  ms, pan, lms = _inputs(4, 4)
+  variables = jax.eval_shape(_build(name, 4).init, jax.random.PRNGKey(0), ms, pan, lms)
+  assert sum(x.size for x in jax.tree.leaves(variables["params"])) == PUBLISHED_4_BANDS[name]
+
+
+def test_pannet_ignores_a_constant_added_to_the_pan():
+  """PanNet sees only high-pass inputs: PAN + c gives the same output (a
+  network fed the raw PAN would not)."""
+  model = _build("pannet", 4)
+  ms, pan, lms = _inputs(4, 4)
+  variables = model.init(jax.random.PRNGKey(0), ms, pan, lms)
+  (out,) = model.apply(variables, ms, pan, lms)
+  (shifted,) = model.apply(variables, ms, pan + 0.3, lms)
+  np.testing.assert_allclose(shifted, out, atol=1e-5)
+  # ... while the PAN's detail does reach the output.
+  (detail,) = model.apply(variables, ms, pan * 1.5, lms)
+  assert float(jnp.abs(detail - out).max()) > 1e-3
+
+
 def test_high_pass_is_the_residual_of_a_5x5_box_filter():
   x = np.random.default_rng(0).uniform(size=(1, 12, 10, 3)).astype(np.float32)
   # jnp.pad's "reflect" (no edge repeat) is scipy's "mirror".

@@ -107,9 +107,9 @@ class GeoTiffWaldSource:
       tiles_valid = valid.reshape(rows, tile_size, cols, tile_size).all((1, 3))
       start, layout = split_layout(tiles_valid)
       require(bool(layout["train"]) and bool(layout["test"]), ms_path,
-              f"of its {rows}x{cols} tiles of {tile_size} px, {int(tiles_valid.sum())} lie "
-              "wholly in valid (not nodata) pixels: too few for train, val and test tiles "
-              "(a valid tile above two valid tiles suffices)")
+              f"MS of {ms_h}x{ms_w} px makes {rows}x{cols} tiles of {tile_size} px, "
+              f"{int(tiles_valid.sum())} of them wholly in valid (not nodata) pixels: too "
+              "few for train, val and test tiles (a valid tile above a row of two suffices)")
       for name in SPLITS:
         counts[name] += len(layout[name])
       self._add(split, layout[split], start, images, sensor)

@@ -217,7 +217,9 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
           pending = None
 
         start = time.perf_counter()
-        if step == total_steps:  # saved before the final validation can fail
+        if step == total_steps:
+          # Saved before the final validation can fail; its best_metric is
+          # that of the earlier validations (best/ records the final one).
           checkpoint.save(manager, state, force=True)
         if step % config.eval_every == 0 or step == total_steps:
           rows = checked_validate(state, full=step == total_steps)

@@ -108,15 +108,21 @@ def test_wald_source_tiles_exact_values(tmp_path, georeferenced):
   train, val = (sources.make_source(config, split) for split in ("train", "val"))
   assert (len(train), len(val), len(sources.make_source(config, "test"))) == (9, 1, 2)
   assert (train.max_value, train.num_bands, train.ratio) == (2047.0, 4, 4)
-  gt_scene = ms[:64, :48] / np.float32(2047)
-  expected = wald.wald_degrade(gt_scene, pan[:256, :192] / np.float32(2047), "QB", 4)
+  gt_scene, pan_scene = ms[:64, :48] / np.float32(2047), pan[:256, :192] / np.float32(2047)
+  # The training region (tile rows 0-2) is degraded as one image, without
+  # the held-out row below it.
+  expected = wald.wald_degrade(gt_scene[:48], pan_scene[:192], "QB", 4)
   sample = train[5]  # tile row 1, column 2
   np.testing.assert_array_equal(sample["gt"], gt_scene[16:32, 32:48])
   np.testing.assert_array_equal(sample["ms"], expected["ms"][4:8, 8:12])
   np.testing.assert_array_equal(sample["pan"], expected["pan"][16:32, 32:48])
   np.testing.assert_array_equal(sample["lms"], np.clip(expected["lms"][16:32, 32:48], 0, 1))
-  np.testing.assert_array_equal(val[0]["gt"], gt_scene[48:64, 0:16])  # the last tile row
   assert all(v.dtype == np.float32 for v in sample.values())
+  # A held-out tile (the last tile row) is degraded by itself.
+  held = wald.wald_degrade(gt_scene[48:64, 0:16], pan_scene[192:256, 0:64], "QB", 4)
+  for key in ("gt", "ms", "pan"):
+    np.testing.assert_array_equal(val[0][key], held[key])
+  np.testing.assert_array_equal(val[0]["lms"], np.clip(held["lms"], 0, 1))
 
 
 def _tile_origins(source, gt_scene, size):

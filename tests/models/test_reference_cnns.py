@@ -55,7 +55,9 @@ PAPER_COUNTS = {
     "fusionnet": lambda c, r: (_conv(3, c, 32) + 8 * _conv(3, 32, 32)
                                + _conv(3, 32, c)),
 }
-# The canonical setting: WorldView-3, 8 bands at ratio 4 (PanCollection's).
+# Those formulas at WorldView-3's setting, 8 bands at ratio 4 (PanCollection's),
+# written out as a regression pin; they are our sums, not published figures
+# (PUBLISHED_4_BANDS below is one).
 WV3 = {"pnn": 104_360, "pannet": 83_024, "dicnn": 46_792, "fusionnet": 78_632}
 
 

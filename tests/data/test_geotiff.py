@@ -5,7 +5,7 @@ import pytest
 import tifffile
 
 from pansharp_jax.data import geotiff, sources, wald
-from pansharp_jax.data.scene import ArrayScene, SceneWriter, read_pair
+from pansharp_jax.data.scene import ArrayScene, SceneWriter
 from pansharp_jax.errors import DataError
 from tests.data import fixtures
 
@@ -31,7 +31,7 @@ def _write_scene(path, ms, pan, profile=None, max_value=2047):
 def test_writer_keeps_crs_and_transform(tmp_path):
   import rasterio
   fixtures.geotiff_pair(tmp_path, ms_hw=(8, 8))
-  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
+  pair = fixtures.read_common_area(*_pair_paths(tmp_path), ratio=4)
   image = fixtures.random_image(3, (32, 32, 4), 2047, np.uint16)
   out = str(tmp_path / "fused.tif")
   _write_scene(out, image, pair.pan, pair.profile)
@@ -45,9 +45,9 @@ def test_writer_keeps_crs_and_transform(tmp_path):
 
 
 @needs_rasterio
-def test_read_pair_same_extent(tmp_path):
+def test_common_area_same_extent(tmp_path):
   ms, pan = fixtures.geotiff_pair(tmp_path, ms_hw=(16, 12))
-  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
+  pair = fixtures.read_common_area(*_pair_paths(tmp_path), ratio=4)
   np.testing.assert_array_equal(pair.ms, ms)
   np.testing.assert_array_equal(pair.pan, pan)
   import rasterio
@@ -56,10 +56,10 @@ def test_read_pair_same_extent(tmp_path):
 
 
 @needs_rasterio
-def test_read_pair_crops_to_the_common_area(tmp_path):
+def test_common_area_crops_to_the_common_area(tmp_path):
   # PAN starts 2 MS pixels east and extends 1 MS pixel (2 m) further north.
   ms, pan = fixtures.geotiff_pair(tmp_path, ms_hw=(16, 12), pan_offset=(4.0, 2.0))
-  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
+  pair = fixtures.read_common_area(*_pair_paths(tmp_path), ratio=4)
   np.testing.assert_array_equal(pair.ms, ms[0:15, 2:12])
   np.testing.assert_array_equal(pair.pan, pan[4:64, 0:40])
   transform = pair.profile["transform"]
@@ -68,9 +68,9 @@ def test_read_pair_crops_to_the_common_area(tmp_path):
 
 
 @needs_rasterio
-def test_read_pair_subpixel_shift_keeps_ratio(tmp_path):
+def test_common_area_subpixel_shift_keeps_ratio(tmp_path):
   fixtures.geotiff_pair(tmp_path, ms_hw=(16, 12), pan_offset=(0.2, -0.2))
-  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
+  pair = fixtures.read_common_area(*_pair_paths(tmp_path), ratio=4)
   assert pair.pan.shape[:2] == (4 * pair.ms.shape[0], 4 * pair.ms.shape[1])
   assert pair.ms.shape[:2] == (15, 11)
 
@@ -78,7 +78,7 @@ def test_read_pair_subpixel_shift_keeps_ratio(tmp_path):
 def test_tifffile_fallback_without_rasterio(tmp_path, monkeypatch):
   monkeypatch.setattr(geotiff, "rasterio", None)
   ms, pan = fixtures.geotiff_pair(tmp_path, ms_hw=(8, 8), georeferenced=False)
-  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
+  pair = fixtures.read_common_area(*_pair_paths(tmp_path), ratio=4)
   np.testing.assert_array_equal(pair.ms, ms)
   np.testing.assert_array_equal(pair.pan, pan)
   assert pair.profile["crs"] is None and pair.profile["transform"] is None

@@ -8,8 +8,9 @@ per metric, then the classical methods once (they score the same images in
 every run; where a run's baselines differ, the table says so), the best
 mean of each column in bold. A run without a report for the split is
 listed as missing, not left out. Each report's split, weights, step,
-protocol and data source are read: runs that differ in one are marked (†) and
-named in a line above the table (the step only where num_train_steps is not
+protocol and data source are read: runs that differ in one from the others
+(all of them where no value is the most common) are marked (†) and named in
+a line above the table (the step only where num_train_steps is not
 what the runs differ in), and `--strict` refuses such a table. A malformed run
 (a config or report that is not a JSON object, a metric without mean, std or
 n) is one line naming the file and field. Prints the Markdown; with `--out`,
@@ -93,12 +94,14 @@ def mixed_settings(runs: list[dict]) -> dict[str, dict]:
 
 
 def _outliers(mixed: dict) -> set[str]:
-  """Runs outside the most common value of some mixed setting (ties: all
-  but the first value's runs)."""
+  """Runs outside the most common value of some mixed setting; where no
+  value is the most common (a tie), every run of that setting: which of the
+  runs was listed first says nothing about which setting is the odd one."""
   marked = set()
   for values in mixed.values():
     groups = sorted(values.values(), key=len, reverse=True)
-    for names in groups[1:]:
+    tie = len(groups[0]) == len(groups[1])
+    for names in groups if tie else groups[1:]:
       marked.update(names)
   return marked
 

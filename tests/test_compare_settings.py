@@ -112,3 +112,14 @@ def test_a_malformed_run_is_one_line_naming_file_and_field(tmp_path, capsys, fil
   assert compare.main([a, b]) == 2
   err = capsys.readouterr().err
   assert err == f"error: {os.path.join(b, file)}: {message}\n"
+
+
+def test_two_runs_that_differ_are_both_marked_whichever_comes_first(tmp_path):
+  """No majority: the run listed first is not taken as the reference (its
+  best weights, scored on the images that chose them, would go unmarked)."""
+  best = _run(tmp_path, "a", lr=5e-3, weights="best")
+  latest = _run(tmp_path, "b", lr=1e-3)
+  for order in ([best, latest], [latest, best]):
+    result = compare.compare(order)
+    assert [r["marked"] for r in result["runs"]] == [True, True]
+    assert set(result["rows"]) >= {"optim.lr=0.005 †", "optim.lr=0.001 †"}

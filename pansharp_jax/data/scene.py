@@ -273,6 +273,7 @@ def open_scene(ms_path, pan_path, ratio, max_value=2047.0, **nodata_options) -> 
     return GeoTiffScene(ms_path, pan_path, ratio, max_value, **nodata_options)
   ms = geotiff.read_tiff(ms_path)
   pan = checks.single_band_pan(geotiff.read_tiff(pan_path), pan_path)
+  checks.require_same_dtype(pan.dtype, ms.dtype, pan_path)  # as GeoTiffScene
   checks.require_pan_size(ms.shape[:2], pan.shape[:2], ratio, f"{ms_path}, {pan_path}")
   scene = ArrayScene(ms, pan, ratio, checks.max_value_for(ms.dtype, max_value),
                      **nodata_options)

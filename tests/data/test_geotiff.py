@@ -90,6 +90,17 @@ def test_tifffile_fallback_without_rasterio(tmp_path, monkeypatch):
     _write_scene(out, image, pan, {"crs": "EPSG:4326", "transform": None})
 
 
+def test_tifffile_fallback_refuses_a_pan_of_another_bit_depth(tmp_path, monkeypatch):
+  """Without rasterio too: an 8-bit PAN beside 16-bit MS would be scaled by
+  the MS's max_value (the GeoTIFF tiles once checked this themselves)."""
+  monkeypatch.setattr(geotiff, "rasterio", None)
+  fixtures.geotiff_pair(tmp_path, ms_hw=(8, 8), georeferenced=False)
+  pan = fixtures.random_image(1, (32, 32, 1), 255, np.uint8)
+  fixtures.write_image(_pair_paths(tmp_path)[1], pan)
+  with pytest.raises(DataError, match=r"PAN/scene.tif: uint8 data in a dataset of uint16 files$"):
+    fixtures.read_common_area(*_pair_paths(tmp_path), ratio=4)
+
+
 def test_band_sequential_tiff_reads_as_hwc(tmp_path):
   planes = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5)
   path = str(tmp_path / "planar.tif")

@@ -46,6 +46,21 @@ def _is_new_best(name: str, value: float, best: float, mode: str,
   return value > best if mode == "max" else value < best
 
 
+def _with_exported_best(state, info: dict | None, config, sharding):
+  """`state` whose best_metric also counts the best export's value. The last
+  step is saved before its validation, so that checkpoint misses a best
+  value the final validation exported; training resumed past it (a larger
+  num_train_steps) must not replace best/ with a worse model."""
+  if (info is None or info.get("metric") != config.best_metric
+      or info.get("mode") != config.best_mode or info.get("step", np.inf) > int(state.step)):
+    return state
+  value = float(info["value"])
+  if not _is_new_best(config.best_metric, value, float(state.best_metric), config.best_mode,
+                      int(state.step)):
+    return state
+  return state.replace(best_metric=jax.device_put(np.float32(value), sharding))
+
+
 def train_and_evaluate(config, workdir: str) -> dict | None:
   """Trains (resuming from WORKDIR/checkpoints), validates, reports.
 
@@ -119,6 +134,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   # ---- evals ----
   predict = builder.make_predict(model)
   best_manager = checkpoint.make_best_manager(workdir)
+  state = _with_exported_best(state, checkpoint.best_info(best_manager), config,
+                              parallel.replicated(mesh))
 
   def validate(state, full=False):
     """Per-image rows of the EMA model on the val split: beside EXP with the
@@ -219,7 +236,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
         start = time.perf_counter()
         if step == total_steps:
           # Saved before the final validation can fail; its best_metric is
-          # that of the earlier validations (best/ records the final one).
+          # that of the earlier validations (a resumed run takes best/'s
+          # value into account: _with_exported_best).
           checkpoint.save(manager, state, force=True)
         if step % config.eval_every == 0 or step == total_steps:
           rows = checked_validate(state, full=step == total_steps)

@@ -246,3 +246,28 @@ def test_an_error_in_a_periodic_validation_saves_the_step_it_reached(tmp_path,
   manager = checkpoint.make_manager(str(tmp_path), config)
   assert manager.all_steps() == [3]
   manager.close()
+
+
+def test_a_best_final_validation_stays_the_best_when_training_is_extended(
+    tmp_path, monkeypatch):
+  """The last step is saved before its validation, so that checkpoint holds the
+  best value before the final one; resumed for more steps, a later value
+  better than that but worse than the final one must not replace best/."""
+  summarize, values = evaluate.summarize, []
+
+  def scripted_psnr(rows):
+    summary = summarize(rows)
+    summary["model"]["psnr"] = values.pop(0)
+    return summary
+
+  monkeypatch.setattr(evaluate, "summarize", scripted_psnr)
+  values[:] = [1.0, 3.0]  # steps 2 and 4 (the final validation: a new best)
+  loop.train_and_evaluate(train_tiny.config(num_train_steps=4, eval_every=2),
+                          str(tmp_path))
+  values[:] = [2.0]  # step 6: better than step 2, worse than step 4
+  loop.train_and_evaluate(train_tiny.config(num_train_steps=6, eval_every=2),
+                          str(tmp_path))
+  assert values == []
+  assert sorted(os.listdir(tmp_path / "best")) == ["4"]
+  with open(tmp_path / "best" / "4" / "info" / "metadata") as f:
+    assert json.load(f)["value"] == 3.0

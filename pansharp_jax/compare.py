@@ -221,13 +221,16 @@ def _describe(mixed: dict) -> str:
 
 def to_markdown(result: dict) -> str:
   lines = [f"# Runs compared on the {result['split']} split", ""]
+  notes = []
   if result["mixed"]:
-    lines += [f"**Mixed settings** (rows marked {MARK} differ from the others): "
+    notes += [f"**Mixed settings** (rows marked {MARK} differ from the others): "
               f"{_describe(result['mixed'])}."]
-    if any(r["settings"]["weights"] == "best" and r["settings"]["split"] == "val"
-           for r in result["runs"]):
-      lines += ["Best weights on the val split are scored on the images that chose them."]
-    lines += [""]
+  # Said whether or not the runs agree: even all of them on best weights
+  # are scored optimistically, beside baselines that chose nothing.
+  if any(r["settings"]["weights"] == "best" and r["settings"]["split"] == "val"
+         for r in result["runs"]):
+    notes += ["Best weights on the val split are scored on the images that chose them."]
+  lines += notes + ([""] if notes else [])
   names = result["metrics"]
   lines += report_lib.summary_table(result["rows"], names, "Run / method")
   lines += [f"| {m['name']} | " + " | ".join(["missing"] * len(names)) + " |"

@@ -123,3 +123,15 @@ def test_two_runs_that_differ_are_both_marked_whichever_comes_first(tmp_path):
     result = compare.compare(order)
     assert [r["marked"] for r in result["runs"]] == [True, True]
     assert set(result["rows"]) >= {"optim.lr=0.005 †", "optim.lr=0.001 †"}
+
+
+def test_best_weights_on_val_are_noted_even_when_every_run_has_them(tmp_path):
+  a = _run(tmp_path, "a", lr=1e-3, weights="best")
+  b = _run(tmp_path, "b", lr=2e-3, weights="best")
+  result = compare.compare([a, b])
+  assert result["mixed"] == {}
+  markdown = compare.to_markdown(result)
+  assert "Best weights on the val split are scored on the images that chose them." in markdown
+  assert "Mixed settings" not in markdown
+  c, d = _run(tmp_path, "c", lr=1e-3), _run(tmp_path, "d", lr=2e-3)
+  assert "scored on the images" not in compare.to_markdown(compare.compare([c, d]))

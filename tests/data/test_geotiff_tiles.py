@@ -7,7 +7,7 @@ import pytest
 
 from pansharp_jax.data import geotiff_tiles
 from pansharp_jax.errors import DataError
-import fixtures
+from tests.data import fixtures
 
 pytest.importorskip("rasterio")
 

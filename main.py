@@ -109,7 +109,7 @@ def main(argv):
   except memory.ProbeError as e:
     print(memory.format_table(e.result))
     _fail(str(e))
-  except loop.NonFiniteLossError as e:
+  except (loop.NonFiniteLossError, errors.EvaluationError) as e:
     _fail(str(e), code=1)
 
 

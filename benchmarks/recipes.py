@@ -10,9 +10,10 @@ arrive: land cover through the sensor model of `data/synthetic.py` (material
 spectra, a PAN response reaching the red edge, misregistration, blur, noise),
 but at scene scale and without any Wald degradation. Then it runs
 `main.py --config configs/default.py` with the size's recipe on them
-(`data.source=geotiff`: each scene degraded by Wald's protocol with the
-QuickBird filters, cut into tiles, its last row of tiles held out: the left
-half for validation, the right half for test) and prints the model's mean
+(`data.source=geotiff`: each scene cut into tiles, its last row of tiles
+held out, the left half for validation and the right half for test, each
+split degraded by Wald's protocol with the QuickBird filters on its own
+pixels) and prints the model's mean
 metrics on the held-out tiles beside each classical baseline, with the run's
 wall and CPU time. With `--models`, it trains each named network on the same
 scenes with the same recipe and prints one table of all of them

@@ -133,8 +133,9 @@ def score_tiles(batch_fn, scene: Scene, origins, crop: int, sensor: str) -> dict
     ms_up = wald.interp23tap(x["ms"][0].astype(np.float64) * scale, scene.ratio)
     pan = x["pan"][0, ..., 0].astype(np.float64) * scale
     keep = valid.reshape(crop // block, block, crop // block, block).all((1, 3))
-    sums.add(scene_metrics.block_terms(fused, wald.mtf_filter(fused, kernels), ms_up, pan,
-                                       metrics.pan_lowpass(pan, scene.ratio)), keep)
+    terms = scene_metrics.block_terms(fused, wald.mtf_filter(fused, kernels), ms_up, pan,
+                                      metrics.pan_lowpass(pan, scene.ratio))
+    sums.add(terms, keep & scene_metrics.finite(terms))
   if not sums.blocks:
     raise DataError(f"{scene.pan_where}: no {block} px block of the {len(origins)} scoring "
                     "tiles is free of nodata")

@@ -20,6 +20,7 @@ from pansharp_jax import inference
 from pansharp_jax import predict as predict_lib
 from pansharp_jax import scene_metrics
 from pansharp_jax.data import pipeline, sources
+from pansharp_jax.errors import ConfigError, DataError
 from pansharp_jax.train import loop, memory
 
 
@@ -58,21 +59,28 @@ def evaluate(config, workdir: str, split: str = "val", *,
   """
   inference.require_checkpoint(workdir, weights, "evaluate")
   source = sources.make_source(config.data, split)
-  kind = evaluate_lib.protocol_of(source[0], protocol, f"{split} split")
+  kind = evaluate_lib.check_scorable(source, f"{split} split", int(config.data.ratio),
+                                     protocol)
   restored = inference.restore(config, workdir, weights, "evaluate")
   with _written_once(os.path.join(workdir, "eval", split)) as out_dir:
     looks = os.path.join(out_dir, "quicklooks")
     shutil.rmtree(looks, ignore_errors=True)  # panels of an earlier evaluation
-    rows = evaluate_lib.evaluate_source(
-        restored.batch_fn(), source,
-        pipeline.eval_batches(source, int(config.eval_batch_size)), full=True,
-        sensor=config.data.sensor, quicklook_dir=looks, protocol=kind)
+    try:
+      rows = evaluate_lib.evaluate_source(
+          restored.batch_fn(), source,
+          pipeline.eval_batches(source, int(config.eval_batch_size)), full=True,
+          sensor=config.data.sensor, quicklook_dir=looks, protocol=kind)
+    except (DataError, ConfigError):
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      raise evaluate_lib.failed(f"evaluating the {split} split", e,
+                                "no report written; the checkpoints are unchanged") from e
     report = evaluate_lib.write_report(rows, out_dir, {
         "step": restored.step, "weights": weights, "split": split,
         "images": len(rows[evaluate_lib.MODEL]), "protocol": evaluate_lib.PROTOCOLS[kind],
         "source": config.data.source, "sensor": config.data.sensor,
         "ratio": int(config.data.ratio), "data_range": float(source.max_value),
-        "trained_size": int(config.data.image_size)})
+        "trained_size": int(config.data.image_size), **evaluate_lib.coverage_of(source)})
     curves.write_curves(os.path.join(out_dir, "curves.png"),
                         os.path.join(workdir, "metrics.jsonl"), report["mean"], split)
   return report

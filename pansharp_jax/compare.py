@@ -1,14 +1,20 @@
 """One table across run directories (ablations): their reports side by side.
 
-  python -m pansharp_jax.compare runs/a runs/b runs/c [--split=val|test] [--out DIR]
+  python -m pansharp_jax.compare runs/a runs/b runs/c [--split=val|test] [--strict] [--out DIR]
 
 Each run is named by what its `config.json` differs in from the other runs'
 (`optim.lr=0.001, model.name=pnn`); the table has its model row, mean ± std
 per metric, then the classical methods once (they score the same images in
 every run; where a run's baselines differ, the table says so), the best
 mean of each column in bold. A run without a report for the split is
-listed as missing, not left out. Prints the Markdown; with `--out`, writes
-`DIR/compare_<split>.{md,json}` too.
+listed as missing, not left out. Each report's split, weights, step,
+protocol and data source are read: runs that differ in one from the others
+(all of them where no value is the most common) are marked (†) and named in
+a line above the table (the step only where num_train_steps is not
+what the runs differ in), and `--strict` refuses such a table. A malformed run
+(a config or report that is not a JSON object, a metric without mean, std or
+n) is one line naming the file and field. Prints the Markdown; with `--out`,
+writes `DIR/compare_<split>.{md,json}` too.
 
 A command of its own rather than a `--mode` of main.py: it reads finished
 runs' JSON files only (no config, model or jax), and main.py's flags are
@@ -33,14 +39,71 @@ REPORTS = {"val": ("eval/val/report.json", "eval/report.json"),
            "test": ("eval/test/report.json",)}
 
 
-def _read_json(path: str) -> dict:
+# What a report was scored under; runs that differ in one are a mixed table.
+SETTINGS = ("split", "weights", "step", "protocol", "source")
+MARK = "†"
+
+
+def _read_json(path: str, what: str) -> dict:
+  """The JSON object in `path` (`what` it should be, for the error)."""
   try:
     with open(path) as f:
-      return json.load(f)
+      data = json.load(f)
   except FileNotFoundError:
     raise DataError(f"{path}: not found (not a run directory?)") from None
   except (OSError, json.JSONDecodeError) as e:
     raise DataError(f"{path}: unreadable JSON ({e})") from None
+  if not isinstance(data, dict):
+    raise DataError(f"{path}: a JSON {type(data).__name__}, not {what} (an object)")
+  return data
+
+
+def _checked_summary(report: dict, path: str) -> dict:
+  """The report's summary, {method: {metric: {mean, std, n}}}, each field checked."""
+  summary = report.get("summary")
+  if not isinstance(summary, dict) or MODEL not in summary:
+    raise DataError(f"{path}: summary: no {MODEL!r} in it (not an evaluation report)")
+  for method, per in summary.items():
+    if not isinstance(per, dict) or not per:
+      raise DataError(f"{path}: summary.{method}: no metrics in it")
+    for metric, stats in per.items():
+      where = f"{path}: summary.{method}.{metric}"
+      if not isinstance(stats, dict):
+        raise DataError(f"{where}: not an object of mean, std and n")
+      for field in ("mean", "std", "n"):
+        value = stats.get(field)
+        if field not in stats or not (value is None or isinstance(value, (int, float))):
+          raise DataError(f"{where}.{field}: {'missing' if field not in stats else 'not a number'}")
+  return summary
+
+
+def mixed_settings(runs: list[dict]) -> dict[str, dict]:
+  """{setting: {value: [run names]}} for each of SETTINGS on which `runs`
+  disagree. The step is left out when the runs' configs differ in
+  num_train_steps (then it is what is compared)."""
+  mixed = {}
+  for setting in SETTINGS:
+    if setting == "step" and any("num_train_steps" in r["differs"] for r in runs):
+      continue
+    values = {}
+    for run in runs:
+      values.setdefault(json.dumps(run["settings"][setting]), []).append(run["name"])
+    if len(values) > 1:
+      mixed[setting] = {json.loads(v): names for v, names in values.items()}
+  return mixed
+
+
+def _outliers(mixed: dict) -> set[str]:
+  """Runs outside the most common value of some mixed setting; where no
+  value is the most common (a tie), every run of that setting: which of the
+  runs was listed first says nothing about which setting is the odd one."""
+  marked = set()
+  for values in mixed.values():
+    groups = sorted(values.values(), key=len, reverse=True)
+    tie = len(groups[0]) == len(groups[1])
+    for names in groups if tie else groups[1:]:
+      marked.update(names)
+  return marked
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -95,13 +158,18 @@ def _same_scores(a: dict, b: dict) -> bool:
                        and np.isclose(a[k], b[k], rtol=1e-6)) for k in a)
 
 
-def compare(run_dirs: list[str], split: str = "val") -> dict:
-  """The comparison of `run_dirs` on `split` (the JSON written by --out)."""
+def compare(run_dirs: list[str], split: str = "val", strict: bool = False) -> dict:
+  """The comparison of `run_dirs` on `split` (the JSON written by --out).
+
+  Runs whose reports differ in a setting (SETTINGS) are marked; `strict`
+  refuses such a table (DataError naming the setting and the runs).
+  """
   if split not in REPORTS:
     raise DataError(f"split: {split!r} is not one of {', '.join(REPORTS)}")
   if len(set(map(os.path.realpath, run_dirs))) != len(run_dirs):
     raise DataError(f"runs: a directory is given twice in {' '.join(run_dirs)}")
-  configs = [_read_json(os.path.join(d, "config.json")) for d in run_dirs]
+  configs = [_read_json(os.path.join(d, "config.json"), "a run's config")
+             for d in run_dirs]
   names, diffs = run_names(configs, run_dirs)
   runs, missing, rows, baselines_from, differ = [], [], {}, None, []
   for name, run_dir, diff in zip(names, run_dirs, diffs):
@@ -110,21 +178,29 @@ def compare(run_dirs: list[str], split: str = "val") -> dict:
       missing.append({"name": name, "dir": run_dir,
                       "expected": [os.path.join(run_dir, r) for r in REPORTS[split]]})
       continue
-    report = _read_json(path)
-    if MODEL not in report.get("summary", {}):
-      raise DataError(f"{path}: no {MODEL!r} in its summary (not an evaluation report)")
-    rows[name] = report["summary"][MODEL]
+    report = _read_json(path, "an evaluation report")
+    summary = _checked_summary(report, path)
+    rows[name] = summary[MODEL]
     runs.append({"name": name, "dir": run_dir, "report": path, "differs": diff,
                  "step": report.get("step"),
-                 "images": report["summary"][MODEL][next(iter(rows[name]))]["n"]})
+                 "settings": {k: report.get(k) for k in SETTINGS},
+                 "images": next(iter(rows[name].values()))["n"]})
     if baselines_from is None:
       baselines_from, baselines = name, _baselines(report)
     elif not _same_scores(baselines, _baselines(report)):
       differ.append(name)
+  mixed = mixed_settings(runs)
+  if strict and mixed:
+    raise DataError("--strict: the runs were scored under different settings: "
+                    + _describe(mixed))
+  marked = _outliers(mixed)
+  for run in runs:
+    run["marked"] = run["name"] in marked
+  rows = {f"{name} {MARK}" if name in marked else name: row for name, row in rows.items()}
   if baselines_from is not None:
     rows.update(baselines)
   names_in_table = report_lib.ordered({k for s in rows.values() for k in s})
-  return {"split": split, "runs": runs, "missing": missing,
+  return {"split": split, "runs": runs, "missing": missing, "mixed": mixed,
           "rows": {m: {k: {"mean": s[k]["mean"], "std": s[k]["std"]}
                        for k in names_in_table if k in s} for m, s in rows.items()},
           "best": {k: sorted(report_lib.best_methods(rows, k))
@@ -133,8 +209,28 @@ def compare(run_dirs: list[str], split: str = "val") -> dict:
           "baselines_differ": differ}
 
 
+def _describe(mixed: dict) -> str:
+  """'weights: best (run a), latest (runs b, c); step: ...' in one line."""
+  parts = []
+  for setting, values in mixed.items():
+    groups = ", ".join(f"{'unknown' if v is None else v} ({', '.join(names)})"
+                       for v, names in values.items())
+    parts.append(f"{setting}: {groups}")
+  return "; ".join(parts)
+
+
 def to_markdown(result: dict) -> str:
   lines = [f"# Runs compared on the {result['split']} split", ""]
+  notes = []
+  if result["mixed"]:
+    notes += [f"**Mixed settings** (rows marked {MARK} differ from the others): "
+              f"{_describe(result['mixed'])}."]
+  # Said whether or not the runs agree: even all of them on best weights
+  # are scored optimistically, beside baselines that chose nothing.
+  if any(r["settings"]["weights"] == "best" and r["settings"]["split"] == "val"
+         for r in result["runs"]):
+    notes += ["Best weights on the val split are scored on the images that chose them."]
+  lines += notes + ([""] if notes else [])
   names = result["metrics"]
   lines += report_lib.summary_table(result["rows"], names, "Run / method")
   lines += [f"| {m['name']} | " + " | ".join(["missing"] * len(names)) + " |"
@@ -145,12 +241,13 @@ def to_markdown(result: dict) -> str:
     lines += [f"**Not comparable:** the classical methods score differently in "
               f"{', '.join(result['baselines_differ'])}: other images or settings."]
   lines += ["", "## Runs", ""]
-  body = [[r["name"], r["dir"], str(r["step"]), str(r["images"]), r["report"]]
+  body = [[r["name"] + (f" {MARK}" if r["marked"] else ""), r["dir"], str(r["step"]),
+           str(r["settings"]["weights"] or "–"), str(r["images"]), r["report"]]
           for r in result["runs"]]
-  body += [[m["name"], m["dir"], "–", "–", "missing: " + " or ".join(m["expected"])]
+  body += [[m["name"], m["dir"], "–", "–", "–", "missing: " + " or ".join(m["expected"])]
            for m in result["missing"]]
-  lines += report_lib.markdown_table(["Run", "Directory", "Step", "Images", "Report"],
-                                     body)
+  lines += report_lib.markdown_table(
+      ["Run", "Directory", "Step", "Weights", "Images", "Report"], body)
   return "\n".join(lines) + "\n"
 
 
@@ -165,27 +262,30 @@ def write(result: dict, out_dir: str) -> str:
   return stem + ".md"
 
 
+USAGE = "python -m pansharp_jax.compare RUN_DIR... [--split=val|test] [--strict] [--out DIR]"
+
+
 def main(argv: list[str]) -> int:
-  """`compare RUN_DIR... [--split=val|test] [--out DIR]`; exit status."""
-  split, out, run_dirs = "val", None, []
+  """`compare RUN_DIR... [--split=val|test] [--strict] [--out DIR]`; exit status."""
+  split, out, strict, run_dirs = "val", None, False, []
   args = iter(argv)
   for arg in args:
     if arg.startswith("--split="):
       split = arg.split("=", 1)[1]
+    elif arg == "--strict":
+      strict = True
     elif arg == "--out" or arg.startswith("--out="):
       out = arg.split("=", 1)[1] if "=" in arg else next(args, None)
     elif arg.startswith("-"):
-      print(f"error: unknown flag {arg}; usage: python -m pansharp_jax.compare "
-            "RUN_DIR... [--split=val|test] [--out DIR]", file=sys.stderr)
+      print(f"error: unknown flag {arg}; usage: {USAGE}", file=sys.stderr)
       return 2
     else:
       run_dirs.append(arg)
   if not run_dirs or (out is not None and not out):
-    print("error: usage: python -m pansharp_jax.compare RUN_DIR... "
-          "[--split=val|test] [--out DIR]", file=sys.stderr)
+    print(f"error: usage: {USAGE}", file=sys.stderr)
     return 2
   try:
-    result = compare(run_dirs, split)
+    result = compare(run_dirs, split, strict)
     print(to_markdown(result), end="")
     if out:
       print(f"wrote {write(result, out)} and its .json")

@@ -2,11 +2,13 @@
 
 import math
 
+import jax
+
 from pansharp_jax import metrics, scene_metrics
 from pansharp_jax.data import scene, wald
 from pansharp_jax.errors import ConfigError
 from pansharp_jax.models import registry, sizes, world
-from pansharp_jax.ops import backend, pallas_launch
+from pansharp_jax.ops import pallas_launch
 from pansharp_jax.ops.attention import IMPLS
 from pansharp_jax.ops.scan2d import DIRECTIONS
 from pansharp_jax.ops.selective_scan import METHODS
@@ -110,13 +112,25 @@ def validate(config) -> None:
             ("initialization_timeout", "heartbeat_timeout", "shutdown_timeout"), 1)
 
 
+def fused_scan_device_problem(device) -> str | None:
+  """Why the fused scan (Mosaic GPU: NVIDIA only) cannot run on `device`,
+  or None. JAX names CUDA and ROCm devices both "gpu"; the client's platform
+  version ("cuda ..." / "rocm ...") tells them apart."""
+  if device.platform != "gpu":
+    return f"backend: {device.platform}"
+  version = str(getattr(device.client, "platform_version", "") or "unknown platform")
+  if "cuda" not in version.lower():
+    return f"{device.device_kind}, {version}"
+  return None
+
+
 def validate_devices(config) -> None:
   """The checks that need JAX's backend. Asking for it starts the backend,
   which must come after `jax.distributed.initialize`: call this after it."""
   if config.model.scan_method == "fused":
-    _require(backend.target() == "gpu", "model.scan_method",
-             f"'fused' runs on NVIDIA GPUs only (backend: {backend.target()}); "
-             "use chunked or sequential")
+    problem = fused_scan_device_problem(jax.devices()[0])
+    _require(problem is None, "model.scan_method",
+             f"'fused' runs on NVIDIA GPUs only ({problem}); use chunked or sequential")
 
 
 def _check_data_fields(data):

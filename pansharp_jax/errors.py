@@ -18,6 +18,10 @@ class CheckpointError(RuntimeError):
   """No checkpoint to use, or none in a folder that has some could be restored."""
 
 
+class EvaluationError(RuntimeError):
+  """Scoring a split failed; the message names the split and what was saved."""
+
+
 class LaunchError(RuntimeError):
   """The processes of a multi-process launch could not form (or lost) a cluster."""
 

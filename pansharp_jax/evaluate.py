@@ -23,6 +23,7 @@ Two depths for the reduced protocol, because the train loop validates often:
   samples; the end-of-training report and `--mode=evaluate`.
 """
 
+import math
 import os
 
 import numpy as np
@@ -31,10 +32,14 @@ from pansharp_jax import baselines
 from pansharp_jax import metrics
 from pansharp_jax import quicklook
 from pansharp_jax import report as report_lib
-from pansharp_jax.errors import DataError
+from pansharp_jax.errors import DataError, EvaluationError
 
 MODEL = "model"
 NUM_QUICKLOOKS = 4
+# The largest window of the indices: Q's sliding window and the blocks of
+# Q2n and of the full-resolution indices (evaluate_reduced's and
+# score_sample_full's default block).
+WINDOW = 32
 PROTOCOLS = {"reduced": "reduced resolution (Wald's protocol, against GT)",
              "full": "full resolution (no reference: D_lambda, D_s, QNR, HQNR)"}
 
@@ -111,6 +116,36 @@ def protocol_of(batch, protocol: str, where: str) -> str:
   return protocol
 
 
+def check_scorable(source, where: str, ratio: int, protocol: str = "auto") -> str:
+  """The split's protocol ('reduced' or 'full'), once its first image is
+  known to be scorable: PAN `ratio` x the MS, and large enough for the
+  indices' windows. Called before training or restoring, so a split that
+  cannot be scored fails before any work is done."""
+  sample = source[0]
+  kind = protocol_of(sample, protocol, where)
+  (pan_h, pan_w), ms_h = sample["pan"].shape[:2], sample["ms"].shape[0]
+  if pan_h != ratio * ms_h:
+    raise DataError(f"{where}: PAN of {pan_h} px is not config.data.ratio={ratio} x "
+                    f"the MS of {ms_h} px")
+  unit = 4 * ratio // math.gcd(4, ratio)  # what `_model_sized` crops to
+  side = min(pan_h, pan_w) // unit * unit
+  need = WINDOW if kind == "reduced" else math.lcm(WINDOW, ratio)
+  if side < need:
+    raise DataError(
+        f"{where}: images of {pan_h}x{pan_w} px are smaller than the {need}x{need} px "
+        f"window of the {kind}-resolution indices (Q, Q2n); make them at least {need} px "
+        "(config.data.image_size for GeoTIFF tiles, data.synthetic.scene_size)")
+  return kind
+
+
+def failed(what: str, error: Exception, saved: str) -> EvaluationError:
+  """One line for an error raised while scoring `what` ('validation at step
+  N'), saying what was kept."""
+  detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+  return EvaluationError(f"{what} failed ({type(error).__name__}"
+                         f"{': ' + detail if detail else ''}); {saved}")
+
+
 def evaluate_source(predict, source, batches, *, full: bool = False,
                     sensor: str | None = None, quicklook_dir: str | None = None,
                     num_quicklooks: int = NUM_QUICKLOOKS,
@@ -164,6 +199,13 @@ def _write_quicklook(out_dir, index, batch, i, fused):
       os.path.join(out_dir, f"{index:04d}.png"), np.asarray(batch["lms"][i]),
       np.asarray(batch["pan"][i]), np.clip(fused, 0, 1),
       np.asarray(batch["gt"][i]) if "gt" in batch else None)
+
+
+def coverage_of(source) -> dict:
+  """{"coverage": {split: {tiles, scene_fraction}}} for a report, from a
+  source that cuts tiles from scenes (GeoTIFF); {} for the others."""
+  coverage = getattr(source, "coverage", None)
+  return {"coverage": coverage} if coverage else {}
 
 
 def summarize(rows) -> dict[str, dict[str, float]]:

@@ -17,7 +17,9 @@ scores, with memory of one tile whatever the scene size:
   from the toolbox's, the others do not; the report counts them
   (`blocks_near_edge`), docs/predict.md gives the size of the difference;
 - blocks with any invalid (nodata) pixel are left out, as are the rows and
-  columns past the last whole block (the toolbox needs whole blocks too);
+  columns past the last whole block (the toolbox needs whole blocks too),
+  and blocks where any method's index is not finite: every method is scored
+  on the same blocks (`blocks_scored_by_method` counts them per method);
 - the fused scene is read back from the written file, in sensor units as
   stored; its invalid pixels are filled as the model's inputs are
   (`data/nodata.py`) before the MTF filter reaches them.
@@ -73,6 +75,13 @@ def block_terms(x, x_lp, ms_up, pan, pan_lp) -> dict[str, np.ndarray]:
           "q2n": metrics.q2n_blocks(ms_up, x_lp, BLOCK, BLOCK).reshape(grid)}
 
 
+def finite(terms: dict[str, np.ndarray]) -> np.ndarray:
+  """(rows, cols) of blocks where every index of `terms` is finite (a
+  degenerate tile can make a baseline's NaN)."""
+  return np.logical_and.reduce(
+      [np.isfinite(t).all(axis=tuple(range(t.ndim - 2))) for t in terms.values()])
+
+
 class BlockSums:
   """Running sums of one method's per-block indices over the kept blocks."""
 
@@ -81,11 +90,8 @@ class BlockSums:
 
   def add(self, terms: dict[str, np.ndarray], keep: np.ndarray,
           near_edge: np.ndarray | None = None) -> None:
-    """Adds the blocks where `keep` (rows x cols of blocks) and every index is
-    finite (a degenerate tile can make a baseline's NaN); counts those that
-    are `near_edge`."""
-    for t in terms.values():
-      keep = keep & np.isfinite(t).all(axis=tuple(range(t.ndim - 2)))
+    """Adds the blocks where `keep` (rows x cols of blocks; `finite` blocks
+    only); counts those that are `near_edge`."""
     for name, t in terms.items():
       self.sums[name] = self.sums.get(name, 0.0) + t[..., keep].sum(-1)
     self.blocks += int(keep.sum())
@@ -126,6 +132,7 @@ def _score_tile(scene, fused, methods, sums, window, sensor, kernels) -> None:
   pan = x.pan[..., 0] * scale
   ms_up, pan_lp = x.lms[core] * scale, metrics.pan_lowpass(pan, r)[core]
   around = np.s_[halo - near:halo + h + near, halo - near:halo + w + near]
+  terms = {}
   for name, method in methods.items():
     if method is None:
       out = fused.read(row - near, col - near, h + 2 * near, w + 2 * near)
@@ -134,8 +141,11 @@ def _score_tile(scene, fused, methods, sums, window, sensor, kernels) -> None:
         out = method(x.ms * scale, pan, ratio=r, sensor=sensor)[around]
     out = nodata.fill(out.astype(np.float64), x.valid[around])
     x_lp = wald.mtf_filter(out, kernels)[near:-near, near:-near]
-    sums[name].add(block_terms(out[near:-near, near:-near], x_lp, ms_up, pan[core], pan_lp),
-                   keep, near_edge)
+    terms[name] = block_terms(out[near:-near, near:-near], x_lp, ms_up, pan[core], pan_lp)
+  # Every method on the same blocks: those where all of them are finite.
+  keep = np.logical_and.reduce([keep] + [finite(t) for t in terms.values()])
+  for name, method_terms in terms.items():
+    sums[name].add(method_terms, keep, near_edge)
 
 
 def score_scene(scene: Scene, fused: FusedImage, *, sensor: str, baselines: bool = False,
@@ -153,6 +163,7 @@ def score_scene(scene: Scene, fused: FusedImage, *, sensor: str, baselines: bool
   result = {"protocol": PROTOCOL, "sensor": sensor, "ratio": scene.ratio, "block": BLOCK,
             "blocks_in_scene": (rows // BLOCK) * (cols // BLOCK),
             "blocks_scored": sums["model"].blocks,
+            "blocks_scored_by_method": {name: sums[name].blocks for name in methods},
             "blocks_near_edge": sums["model"].near_edge, "model": sums["model"].indices()}
   if baselines:
     result["baselines"] = {name: sums[name].indices() for name in baselines_lib.BASELINES}

@@ -126,6 +126,23 @@ def geotiff_no_overlap_adapt(root):
   return ["--mode=adapt", *overrides[1:]], message
 
 
+def image_smaller_than_metric_window(root):
+  """Found before the first step, not at the final validation."""
+  del root
+  return (["--config.data.image_size=16", "--config.data.synthetic.scene_size=16"],
+          "val split: images of 16x16 px are smaller than the 32x32 px window of the "
+          "reduced-resolution indices")
+
+
+def h5_images_smaller_than_metric_window(root):
+  os.makedirs(root)
+  for split in ("train", "val"):
+    fixtures.pancollection_file(str(root / f"{split}.h5"), size=16)
+  return (["--config.data.source=h5", f"--config.data.train_file={root}/train.h5",
+           f"--config.data.val_file={root}/val.h5", "--config.data.image_size=16"],
+          "val split: images of 16x16 px are smaller")
+
+
 def predict_flags_missing(root):
   del root
   return ["--mode=predict", "--ms=a.tif"], "--mode=predict needs --pan, --out"
@@ -141,7 +158,8 @@ def adapt_flags_missing(root):
     corrupt_image, nan_values, empty_split, h5_missing_key,
     geotiff_no_overlap_predict, geotiff_no_overlap_adapt,
     geotiff_other_crs_no_overlap_predict, nodata_outside_dtype_predict,
-    wrong_dtype_range, predict_flags_missing, adapt_flags_missing])
+    wrong_dtype_range, image_smaller_than_metric_window,
+    h5_images_smaller_than_metric_window, predict_flags_missing, adapt_flags_missing])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, make_case):
   overrides, message = make_case(tmp_path / "data")
   args = [sys.executable, "main.py", "--config", "configs/default.py",

@@ -6,7 +6,9 @@ import re
 import subprocess
 import sys
 import textwrap
+import types
 
+import jax
 import pytest
 
 from configs import common, default
@@ -132,6 +134,28 @@ def test_fused_scan_off_a_gpu_is_rejected_by_the_device_checks():
   with pytest.raises(config_checks.ConfigError, match=re.escape(
       "config.model.scan_method: 'fused' runs on NVIDIA GPUs only (backend: cpu)")):
     config_checks.validate_devices(config)
+
+
+def _device(platform, kind, version):
+  return types.SimpleNamespace(platform=platform, device_kind=kind,
+                               client=types.SimpleNamespace(platform_version=version))
+
+
+def test_fused_scan_on_an_amd_gpu_is_one_line(monkeypatch):
+  """ROCm devices are "gpu" too; only a CUDA client runs Mosaic GPU."""
+  amd = _device("gpu", "AMD Instinct MI300X", "rocm 60302")
+  assert config_checks.fused_scan_device_problem(amd) == "AMD Instinct MI300X, rocm 60302"
+  nvidia = _device("gpu", "NVIDIA H100 80GB HBM3", "cuda 12080")
+  assert config_checks.fused_scan_device_problem(nvidia) is None
+  config = default.get_config()
+  config.model.scan_method = "fused"
+  monkeypatch.setattr(jax, "devices", lambda: [amd])
+  with pytest.raises(config_checks.ConfigError, match=re.escape(
+      "config.model.scan_method: 'fused' runs on NVIDIA GPUs only (AMD Instinct MI300X, "
+      "rocm 60302); use chunked or sequential")):
+    config_checks.validate_devices(config)
+  monkeypatch.setattr(jax, "devices", lambda: [nvidia])
+  config_checks.validate_devices(config)
 
 
 def test_validate_leaves_the_backend_unstarted():

@@ -195,3 +195,32 @@ def test_full_resolution_needs_one_whole_block():
   ms, pan = _full_scene(size=16)
   with pytest.raises(errors.DataError, match="at least 32 x 32 PAN px"):
     evaluate.score_sample_full(ms, pan, wald.interp23tap(ms, 4), sensor="generic")
+
+
+class _Images(list):
+  name = "images"
+
+
+def _sample(pan_side, ms_side, gt=True):
+  sample = {"ms": np.zeros((ms_side, ms_side, 4), np.float32),
+            "pan": np.zeros((pan_side, pan_side, 1), np.float32)}
+  if gt:
+    sample["gt"] = np.zeros((pan_side, pan_side, 4), np.float32)
+  return sample
+
+
+def test_check_scorable_names_the_window_the_ratio_and_the_protocol():
+  assert evaluate.check_scorable(_Images([_sample(32, 8)]), "val split", 4) == "reduced"
+  assert evaluate.check_scorable(_Images([_sample(96, 12, gt=False)]), "test split",
+                                 8) == "full"
+  with pytest.raises(errors.DataError, match=r"^val split: images of 28x28 px are smaller "
+                                             r"than the 32x32 px window"):
+    evaluate.check_scorable(_Images([_sample(28, 7)]), "val split", 4)
+  # Full resolution at ratio 6 needs whole 32 px blocks of whole MS pixels:
+  # lcm(32, 6) = 96 px.
+  assert evaluate.check_scorable(_Images([_sample(96, 16, gt=False)]), "t", 6) == "full"
+  with pytest.raises(errors.DataError, match="window of the full-resolution"):
+    evaluate.check_scorable(_Images([_sample(72, 12, gt=False)]), "t", 6)
+  with pytest.raises(errors.DataError, match=r"^val split: PAN of 32 px is not "
+                                             r"config.data.ratio=2 x the MS of 8 px$"):
+    evaluate.check_scorable(_Images([_sample(32, 8)]), "val split", 2)

@@ -78,6 +78,21 @@ def test_compute_losses_multiscale_targets_and_weights():
   assert float(terms["l1"]) == pytest.approx(config.scale_weights[2] * 0.1, rel=1e-4)
 
 
+def test_weighted_total_of_non_zero_terms():
+  """The total is the weighted sum of the terms, weights other than 1
+  included (a total of unweighted terms must fail this)."""
+  config = ml_collections.ConfigDict(
+      {"l1": 2.0, "gradient": 0.3, "ssim": 0.2, "edge": 0.15, "fft": 0.1,
+       "scale_weights": (1.0, 0.5, 0.25)})
+  pred, gt = _pair(6, (2, 16, 16, 4))
+  total, terms = losses.compute_losses((pred,), {"gt": gt}, config)
+  assert set(terms) == {"l1", "gradient", "ssim", "edge", "fft"}
+  assert min(float(t) for t in terms.values()) > 1e-3
+  expected = sum(config[name] * float(t) for name, t in terms.items())
+  assert float(total) == pytest.approx(expected, rel=1e-5)
+  assert abs(float(total) - sum(float(t) for t in terms.values())) > 1e-2
+
+
 def test_zero_weight_terms_are_skipped():
   config = ml_collections.ConfigDict(
       {"l1": 1.0, "gradient": 0.0, "ssim": 0.0, "edge": 0.0, "fft": 0.0,

@@ -25,7 +25,7 @@ import rasterio
 
 from pansharp_jax import inference, predict
 from pansharp_jax.data import checks, wald
-from pansharp_jax.data.scene import LMS_HALO, ArrayScene, GeoTiffScene, read_pair
+from pansharp_jax.data.scene import LMS_HALO, ArrayScene, GeoTiffScene
 from pansharp_jax.models import registry
 from tests.data import fixtures
 
@@ -180,7 +180,7 @@ def test_geotiff_output_keeps_georeference_and_dtype(tmp_path):
                                out, progress=False)
   scene.close()
   assert os.path.isfile(look)
-  expected = read_pair(str(ms_path), str(pan_path), 4)
+  expected = fixtures.read_common_area(str(ms_path), str(pan_path), 4)
   with rasterio.open(out) as dst, rasterio.open(pan_path) as pan_src:
     assert dst.crs == pan_src.crs
     assert dst.transform == expected.profile["transform"]

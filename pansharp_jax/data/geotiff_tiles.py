@@ -1,41 +1,78 @@
 """Training tiles made from a user's full-resolution GeoTIFF scenes.
 
 `GeoTiffWaldSource` reads ROOT/MS/<scene>.tif + ROOT/PAN/<scene>.tif pairs
-(`scene.read_pair`: the common area), degrades each scene once by Wald's
-protocol (the original MS becomes GT), then cuts it into non-overlapping tiles
-of `tile_size` GT pixels. Degrading the whole scene (rather than each tile)
-keeps tile borders free of filter padding artefacts. Per scene the last tenth
-of the tile rows (at least one row) is held out, so held-out tiles never share
-pixels with training tiles; of the held-out tiles (row by row) the first half
-is the val split and the rest the test split, so the images that pick `best/`
-are not the ones it is tested on.
+(`scene.open_scene`: the common area, nodata filled and masked as predict and
+adapt read it: the nodata tag, an internal mask or an alpha band) and cuts
+each scene into non-overlapping tiles of `tile_size` GT (= MS) pixels. Only
+tiles wholly in valid data are used, so every loss and metric is computed on
+valid pixels alone.
+
+Layout per scene (rows of tiles, top to bottom): the held-out rows are the
+last tenth (at least one) of the rows that have a valid tile, taken upwards
+until they hold at least two valid tiles; of their valid tiles (row by row)
+the first half is the val split and the rest the test split, so the images
+that pick `best/` are not the ones it is tested on. The training tiles are
+the valid tiles above the held-out rows.
+
+Each split is degraded by Wald's protocol on its own pixels only: the
+training region (every row above the held-out rows) as one image, which keeps
+its tile borders free of filter padding, and each held-out tile by itself. So
+no filter carries a held-out pixel into a training input, nor a val pixel
+into a test input: the splits are independent, whatever the filters' support.
 """
 
 import numpy as np
 
-from pansharp_jax.data import checks, geotiff, scene as scene_lib, wald
+from pansharp_jax.data import checks, geotiff, nodata, scene as scene_lib, wald
 from pansharp_jax.errors import DataError, require
 
+SPLITS = ("train", "val", "test")
 
-def _split_tiles(rows: int, cols: int, split: str) -> list[tuple[int, int]]:
-  """The (row, col) tiles of a rows x cols scene that belong to `split`.
 
-  The last tenth of the rows (at least one) is held out; val takes the first
-  half of its tiles, test the rest. An empty list: the scene is too small.
-  """
-  held_rows = max(1, rows // 10) if rows >= 2 else 0
-  tiles = [(r, c) for r in range(rows) for c in range(cols)]
-  train, held = tiles[:(rows - held_rows) * cols], tiles[(rows - held_rows) * cols:]
-  if len(held) < 2:
-    return []
-  return {"train": train, "val": held[:len(held) // 2], "test": held[len(held) // 2:]}[split]
+def split_layout(valid: np.ndarray) -> tuple[int, dict[str, list[tuple[int, int]]]]:
+  """Where each split lies in a scene whose (rows, cols) tiles are `valid`
+  (wholly valid data): (first held-out row, {split: [(row, col), ...]});
+  a split is empty when the scene has too few valid tiles."""
+  rows = np.flatnonzero(valid.any(1))
+  if len(rows) == 0:
+    return valid.shape[0], {split: [] for split in SPLITS}
+  first = len(rows) - max(1, len(rows) // 10)
+  while first > 0 and valid[rows[first]:].sum() < 2:
+    first -= 1
+  start = int(rows[first])
+  held = [(int(r), int(c)) for r, c in np.argwhere(valid[start:])]
+  held = [(r + start, c) for r, c in held]
+  train = [(int(r), int(c)) for r, c in np.argwhere(valid[:start])]
+  return start, {"train": train, "val": held[:len(held) // 2], "test": held[len(held) // 2:]}
+
+
+def _read(scene, height, width):
+  """{gt, pan} of the scene's top-left height x width MS pixels in [0, 1],
+  each as (values, valid mask)."""
+  ratio = scene.ratio
+  return {"gt": scene.read_ms(0, 0, height, width),
+          "pan": scene.read_pan(0, 0, ratio * height, ratio * width)}
+
+
+def _degrade(images, rows, cols, sensor, ratio):
+  """The Wald triple of one region (MS-pixel slices) of `_read`'s images.
+  Nodata is filled again from the region's own pixels only (the scene-wide
+  fill may have mirrored other regions' pixels into it)."""
+  pan_rows, pan_cols = (slice(s.start * ratio, s.stop * ratio) for s in (rows, cols))
+  gt, pan = (nodata.fill(values[r, c], valid[r, c]) for (values, valid), r, c in (
+      (images["gt"], rows, cols), (images["pan"], pan_rows, pan_cols)))
+  out = wald.wald_degrade(gt, pan, sensor, ratio)
+  return {"gt": gt, "ms": out["ms"], "pan": out["pan"], "lms": np.clip(out["lms"], 0.0, 1.0)}
 
 
 class GeoTiffWaldSource:
-  """Reduced-resolution training tiles made from full-resolution GeoTIFF scenes.
+  """Reduced-resolution tiles of one split, made from full-resolution
+  GeoTIFF scenes (module docstring).
 
-  All scenes are read and degraded when the source is built and kept in memory
-  as float32 ({gt, lms} at MS size, ms at MS/ratio, pan at MS size).
+  The split's regions are read and degraded when the source is built and
+  kept in memory as float32 ({gt, lms} at MS size, ms at MS/ratio, pan at MS
+  size). `coverage` says, per split, how many tiles it has over all scenes
+  and what fraction of the scenes' MS pixels they cover.
   """
 
   name = "geotiff"
@@ -50,42 +87,58 @@ class GeoTiffWaldSource:
     except ValueError as e:
       raise DataError(f"config.data.sensor: {e}") from e
     self.num_bands, self.ratio, self.tile = num_bands, ratio, tile_size
-    self._scenes, self._tiles = [], []
-    dtype = None
+    self._regions, self._tiles = [], []
+    counts, scene_pixels, dtype = dict.fromkeys(SPLITS, 0), 0, None
     for stem in stems:
       ms_path, pan_path = files["MS"][stem], files["PAN"][stem]
-      pair = scene_lib.read_pair(ms_path, pan_path, ratio)
-      checks.require_bands(pair.ms.shape[-1], num_bands, ms_path)
-      if dtype is None:  # the first scene fixes the bit depth of the dataset
-        dtype = pair.ms.dtype
-        self.max_value = checks.max_value_for(dtype, max_value)
-      checks.require_same_dtype(pair.ms.dtype, dtype, ms_path)
-      checks.require_same_dtype(pair.pan.dtype, dtype, pan_path)
-      rows, cols = (n // tile_size for n in pair.ms.shape[:2])
-      require(rows > 0 and cols > 0, ms_path,
-              f"MS of {pair.ms.shape[0]}x{pair.ms.shape[1]} px is smaller than "
-              f"one data.image_size={tile_size} px tile")
-      tiles = _split_tiles(rows, cols, split)
-      require(bool(tiles), ms_path,
-              f"MS of {pair.ms.shape[0]}x{pair.ms.shape[1]} px makes {rows}x{cols} tiles of "
-              f"{tile_size} px, too few for train, val and test tiles (2x2 tiles suffice)")
-      height, width = rows * tile_size, cols * tile_size
-      gt = checks.to_unit(pair.ms[:height, :width], self.max_value, ms_path)
-      pan = checks.to_unit(pair.pan[:ratio * height, :ratio * width],
-                           self.max_value, pan_path)
-      scene = wald.wald_degrade(gt, pan, sensor, ratio)
-      self._scenes.append({"gt": gt, "ms": scene["ms"], "pan": scene["pan"],
-                           "lms": np.clip(scene["lms"], 0.0, 1.0)})
-      self._tiles += [(len(self._scenes) - 1, r, c) for r, c in tiles]
+      with scene_lib.open_scene(ms_path, pan_path, ratio, max_value) as scene:
+        checks.require_bands(scene.num_bands, num_bands, ms_path)
+        if dtype is None:  # the first scene fixes the bit depth of the dataset
+          dtype, self.max_value = scene.dtype, scene.max_value
+        checks.require_same_dtype(scene.dtype, dtype, ms_path)
+        ms_h, ms_w = scene.height // ratio, scene.width // ratio
+        rows, cols = ms_h // tile_size, ms_w // tile_size
+        require(rows > 0 and cols > 0, ms_path,
+                f"MS of {ms_h}x{ms_w} px is smaller than one data.image_size={tile_size} px tile")
+        images = _read(scene, rows * tile_size, cols * tile_size)
+      scene_pixels += ms_h * ms_w
+      pan_valid = images["pan"][1].reshape(rows * tile_size, ratio, cols * tile_size, ratio)
+      valid = images["gt"][1] & pan_valid.all((1, 3))
+      tiles_valid = valid.reshape(rows, tile_size, cols, tile_size).all((1, 3))
+      start, layout = split_layout(tiles_valid)
+      require(bool(layout["train"]) and bool(layout["test"]), ms_path,
+              f"MS of {ms_h}x{ms_w} px makes {rows}x{cols} tiles of {tile_size} px, "
+              f"{int(tiles_valid.sum())} of them wholly in valid (not nodata) pixels: too "
+              "few for train, val and test tiles (a valid tile above a row of two suffices)")
+      for name in SPLITS:
+        counts[name] += len(layout[name])
+      self._add(split, layout[split], start, images, sensor)
+    area = tile_size * tile_size
+    self.coverage = {name: {"tiles": counts[name],
+                            "scene_fraction": round(counts[name] * area / scene_pixels, 4)}
+                     for name in SPLITS}
+
+  def _add(self, split, tiles, start, images, sensor):
+    """Degrades this split's region(s) of one scene and lists its tiles."""
+    size, r = self.tile, self.ratio
+    width = images["gt"][0].shape[1]
+    if split == "train":
+      self._regions.append(_degrade(images, slice(0, start * size), slice(0, width), sensor, r))
+      self._tiles += [(len(self._regions) - 1, row, col) for row, col in tiles]
+      return
+    for row, col in tiles:
+      rows, cols = slice(row * size, (row + 1) * size), slice(col * size, (col + 1) * size)
+      self._regions.append(_degrade(images, rows, cols, sensor, r))
+      self._tiles.append((len(self._regions) - 1, 0, 0))
 
   def __len__(self) -> int:
     return len(self._tiles)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    scene, row, col = self._tiles[index]
+    region, row, col = self._tiles[index]
     size = self.tile
     out = {}
-    for key, array in self._scenes[scene].items():
+    for key, array in self._regions[region].items():
       step = size // self.ratio if key == "ms" else size
       out[key] = np.ascontiguousarray(
           array[row * step:(row + 1) * step, col * step:(col + 1) * step], np.float32)

@@ -6,8 +6,7 @@ common area on the MS pixel grid, reading only the windows asked for. A pair
 with one CRS and grids `ratio` apart is read as stored (a sub-pixel offset is
 rounded to whole PAN pixels); otherwise the MS is resampled bilinearly onto a
 grid of `ratio` x `ratio` PAN pixels (GDAL's warper) and a log line says so.
-`open_scene` falls back to tifffile without rasterio (the `[geo]` extra);
-`read_pair` reads the common area whole (training tiles are cut from it).
+`open_scene` falls back to tifffile without rasterio (the `[geo]` extra).
 The readers fill nodata pixels and return their mask (`data/nodata.py`).
 
 `SceneWriter` writes the fused scene in rows, in sensor units and the MS
@@ -274,27 +273,12 @@ def open_scene(ms_path, pan_path, ratio, max_value=2047.0, **nodata_options) -> 
     return GeoTiffScene(ms_path, pan_path, ratio, max_value, **nodata_options)
   ms = geotiff.read_tiff(ms_path)
   pan = checks.single_band_pan(geotiff.read_tiff(pan_path), pan_path)
+  checks.require_same_dtype(pan.dtype, ms.dtype, pan_path)  # as GeoTiffScene
   checks.require_pan_size(ms.shape[:2], pan.shape[:2], ratio, f"{ms_path}, {pan_path}")
   scene = ArrayScene(ms, pan, ratio, checks.max_value_for(ms.dtype, max_value),
                      **nodata_options)
   scene.ms_where, scene.pan_where = ms_path, pan_path
   return scene
-
-
-class ScenePair(NamedTuple):
-  """Co-registered MS (h, w, C) and PAN (ratio*h, ratio*w, 1), stored dtypes."""
-  ms: np.ndarray
-  pan: np.ndarray
-  profile: dict  # the PAN common area's georeference (crs, transform, height, width)
-
-
-def read_pair(ms_path: str, pan_path: str, ratio: int) -> ScenePair:
-  """The common area of an MS and a PAN GeoTIFF, read whole."""
-  with open_scene(ms_path, pan_path, ratio) as scene:
-    ms = scene.ms_window(0, 0, scene.height // ratio, scene.width // ratio)
-    pan = scene.pan_window(0, 0, scene.height, scene.width)
-    profile = dict(scene.profile, height=scene.height, width=scene.width)
-  return ScenePair(ms, pan, profile)
 
 
 class SceneWriter:

@@ -114,6 +114,14 @@ def save_best(manager: ocp.CheckpointManager, state, info: dict) -> None:
       variables=ocp.args.StandardSave(variables), info=ocp.args.JsonSave(info)))
 
 
+def best_info(manager: ocp.CheckpointManager) -> dict | None:
+  """The info (step, metric, value, mode) of the best export, or None."""
+  step = manager.latest_step()
+  if step is None:
+    return None
+  return manager.restore(step, args=ocp.args.Composite(info=ocp.args.JsonRestore()))["info"]
+
+
 def restore_best(workdir: str, abstract_variables):
   """(variables, info) exported to WORKDIR/best, or None if there are none."""
   if not os.path.isdir(os.path.join(workdir, "best")):

@@ -14,7 +14,7 @@ import numpy as np
 
 from pansharp_jax import curves, evaluate
 from pansharp_jax.data import pipeline, sources
-from pansharp_jax.errors import ConfigError
+from pansharp_jax.errors import ConfigError, DataError
 from pansharp_jax.train import builder, checkpoint, memory, parallel, preemption
 from pansharp_jax.train import schedule as schedule_lib
 from pansharp_jax.train import logging as log_lib
@@ -46,6 +46,21 @@ def _is_new_best(name: str, value: float, best: float, mode: str,
   return value > best if mode == "max" else value < best
 
 
+def _with_exported_best(state, info: dict | None, config, sharding):
+  """`state` whose best_metric also counts the best export's value. The last
+  step is saved before its validation, so that checkpoint misses a best
+  value the final validation exported; training resumed past it (a larger
+  num_train_steps) must not replace best/ with a worse model."""
+  if (info is None or info.get("metric") != config.best_metric
+      or info.get("mode") != config.best_mode or info.get("step", np.inf) > int(state.step)):
+    return state
+  value = float(info["value"])
+  if not _is_new_best(config.best_metric, value, float(state.best_metric), config.best_mode,
+                      int(state.step)):
+    return state
+  return state.replace(best_metric=jax.device_put(np.float32(value), sharding))
+
+
 def train_and_evaluate(config, workdir: str) -> dict | None:
   """Trains (resuming from WORKDIR/checkpoints), validates, reports.
 
@@ -65,6 +80,10 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   # a second with its DataError rather than after the compile.
   train_source = sources.make_source(config.data, "train")
   val_source = sources.make_source(config.data, "val")
+  # The final validation's preconditions, checked before any step.
+  val_protocol = evaluate.check_scorable(val_source, "val split", int(config.data.ratio))
+  if getattr(val_source, "coverage", None):
+    logging.info("Tiles per split (fraction of the scenes): %s", json.dumps(val_source.coverage))
 
   # ---- model ----
   # The batch size first: a schedule given in epochs needs it.
@@ -115,6 +134,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   # ---- evals ----
   predict = builder.make_predict(model)
   best_manager = checkpoint.make_best_manager(workdir)
+  state = _with_exported_best(state, checkpoint.best_info(best_manager), config,
+                              parallel.replicated(mesh))
 
   def validate(state, full=False):
     """Per-image rows of the EMA model on the val split: beside EXP with the
@@ -127,6 +148,20 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
         pipeline.eval_batches(val_source, int(config.eval_batch_size)),
         full=full, sensor=config.data.sensor,
         quicklook_dir=quicklooks if full and is_chief else None)
+
+  def checked_validate(state, full=False):
+    """`validate`; on an error, the state is saved first (its step then
+    resumes) and the error is one line."""
+    step = int(state.step)
+    try:
+      return validate(state, full=full)
+    except Exception as e:  # pylint: disable=broad-except
+      checkpoint.save(manager, state, force=True)
+      manager.wait_until_finished()
+      if isinstance(e, (ConfigError, DataError)):
+        raise
+      raise evaluate.failed(f"validation at step {step}", e,
+                            f"the checkpoint of step {step} is saved") from e
 
   def track_best(state, summary):
     """Exports the EMA model when `config.best_metric` improves."""
@@ -199,8 +234,13 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
           pending = None
 
         start = time.perf_counter()
+        if step == total_steps:
+          # Saved before the final validation can fail; its best_metric is
+          # that of the earlier validations (a resumed run takes best/'s
+          # value into account: _with_exported_best).
+          checkpoint.save(manager, state, force=True)
         if step % config.eval_every == 0 or step == total_steps:
-          rows = validate(state, full=step == total_steps)
+          rows = checked_validate(state, full=step == total_steps)
           summary = evaluate.summarize(rows)["model"]
           state = track_best(state, summary)
           if step == total_steps:
@@ -221,10 +261,12 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     # ---- final report ----
     report = None
     if not preempted:
-      rows = final_rows or validate(state, full=True)
+      rows = final_rows or checked_validate(state, full=True)
       if is_chief:
-        report = evaluate.write_report(rows, os.path.join(workdir, "eval"),
-                                       {"step": int(state.step), "split": "val"})
+        report = evaluate.write_report(rows, os.path.join(workdir, "eval"), {
+            "step": int(state.step), "split": "val", "weights": "latest",
+            "protocol": evaluate.PROTOCOLS[val_protocol], "source": config.data.source,
+            **evaluate.coverage_of(val_source)})
         writer.write(int(state.step), report["mean"]["model"], "val")
         curves.write_curves(os.path.join(workdir, "eval", "curves.png"),
                             os.path.join(workdir, "metrics.jsonl"), report["mean"])

@@ -12,6 +12,7 @@ import os
 import socket
 import time
 
+from absl import logging
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
@@ -24,6 +25,9 @@ BATCH_KEYS = ("gt", "ms", "lms", "pan")
 
 # Launchers that start one process per host (or per GPU) and what they set.
 _PROCESS_COUNT_VARS = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+# What a task of a SLURM job step has (JAX's SLURM detection reads them); an
+# allocation shell (`salloc -n 4`, no `srun`) has SLURM_NTASKS but not these.
+_SLURM_STEP_VARS = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_LOCALID")
 
 
 def _int_var(environ, name: str, low: int) -> int | None:
@@ -53,12 +57,22 @@ def launch_arguments(environ) -> dict | None:
   index = _int_var(environ, "JAX_PROCESS_ID", 0)
   if count is not None and index is not None and index >= count:
     raise LaunchError(f"JAX_PROCESS_ID: {index} is not below JAX_NUM_PROCESSES={count}")
-  tasks = max(int(environ.get(v, "1") or 1) for v in _PROCESS_COUNT_VARS)
+  counts = {v: _int_var(environ, v, 1) or 1 for v in _PROCESS_COUNT_VARS}
+  if allocation_without_step(environ):
+    counts["SLURM_NTASKS"] = 1
+  tasks = max(counts.values())
   kubernetes = "KUBERNETES_SERVICE_HOST" in environ and "JOB_COMPLETION_INDEX" in environ
   if count == 1 or not (address or (count or 1) > 1 or tasks > 1 or kubernetes):
     return None
   return {"coordinator_address": address, "num_processes": count,
           "process_id": index}
+
+
+def allocation_without_step(environ) -> bool:
+  """Inside a SLURM allocation of several tasks but not in a task of a job
+  step (`salloc -n 4` then a plain `python main.py`): one process."""
+  tasks = _int_var(environ, "SLURM_NTASKS", 1) or 1
+  return tasks > 1 and not all(v in environ for v in _SLURM_STEP_VARS)
 
 
 def initialize_distributed(config, environ=os.environ) -> None:
@@ -71,6 +85,10 @@ def initialize_distributed(config, environ=os.environ) -> None:
   """
   arguments = launch_arguments(environ)
   if arguments is None:
+    if allocation_without_step(environ):
+      logging.warning("SLURM_NTASKS=%s but this is not a task of a job step (no srun): "
+                      "running as one process; launch with srun for %s processes",
+                      environ["SLURM_NTASKS"], environ["SLURM_NTASKS"])
     return
   timeouts = config.distributed
   wait = int(timeouts.initialization_timeout)

@@ -6,6 +6,7 @@ so tests can check loaded values exactly.
 
 import os
 import struct
+import types
 import zlib
 
 import h5py
@@ -136,3 +137,15 @@ def geotiff_pair(root, name="scene", *, bands=4, ms_hw=(32, 32), ratio=4,
   geotiff(os.path.join(root, "PAN", name + ".tif"), pan,
           origin=tuple(origin + pan_offset), pixel=ms_pixel / ratio)
   return ms, pan
+
+
+def read_common_area(ms_path, pan_path, ratio):
+  """The stored MS and PAN of a pair's common area, read whole through
+  `scene.open_scene` (as predict and the GeoTIFF tiles read it), and its
+  georeference (crs, transform, height, width)."""
+  from pansharp_jax.data import scene as scene_lib
+  with scene_lib.open_scene(ms_path, pan_path, ratio) as scene:
+    ms = scene.ms_window(0, 0, scene.height // ratio, scene.width // ratio)
+    pan = scene.pan_window(0, 0, scene.height, scene.width)
+    profile = dict(scene.profile, height=scene.height, width=scene.width)
+  return types.SimpleNamespace(ms=ms, pan=pan, profile=profile)

@@ -213,12 +213,14 @@ def test_geotiff_source_checks(tmp_path):
   assert _error(_geo(tmp_path, image_size=64)) == (
       f"{ms}: MS of 32x32 px is smaller than one data.image_size=64 px tile")
   assert _error(_geo(tmp_path, image_size=32), "val") == (
-      f"{ms}: MS of 32x32 px makes 1x1 tiles of 32 px, too few for train, val and test "
-      "tiles (2x2 tiles suffice)")
+      f"{ms}: MS of 32x32 px makes 1x1 tiles of 32 px, 1 of them wholly in valid (not "
+      "nodata) pixels: too few for train, val and test tiles (a valid tile above a row "
+      "of two suffices)")
   fixtures.geotiff_pair(tmp_path, ms_hw=(32, 16))  # one held-out tile: val or test would be empty
   assert _error(_geo(tmp_path, image_size=16), "train") == (
-      f"{ms}: MS of 32x16 px makes 2x1 tiles of 16 px, too few for train, val and test "
-      "tiles (2x2 tiles suffice)")
+      f"{ms}: MS of 32x16 px makes 2x1 tiles of 16 px, 2 of them wholly in valid (not "
+      "nodata) pixels: too few for train, val and test tiles (a valid tile above a row "
+      "of two suffices)")
   fixtures.geotiff_pair(tmp_path, max_value=4095)
   assert _error(_geo(tmp_path)) == (
       f"{ms}: wrong dtype range: values up to 4095 exceed data.max_value=2047")

@@ -5,7 +5,7 @@ import pytest
 import tifffile
 
 from pansharp_jax.data import geotiff, sources, wald
-from pansharp_jax.data.scene import ArrayScene, SceneWriter, read_pair
+from pansharp_jax.data.scene import ArrayScene, SceneWriter
 from pansharp_jax.errors import DataError
 from tests.data import fixtures
 
@@ -31,7 +31,7 @@ def _write_scene(path, ms, pan, profile=None, max_value=2047):
 def test_writer_keeps_crs_and_transform(tmp_path):
   import rasterio
   fixtures.geotiff_pair(tmp_path, ms_hw=(8, 8))
-  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
+  pair = fixtures.read_common_area(*_pair_paths(tmp_path), ratio=4)
   image = fixtures.random_image(3, (32, 32, 4), 2047, np.uint16)
   out = str(tmp_path / "fused.tif")
   _write_scene(out, image, pair.pan, pair.profile)
@@ -45,9 +45,9 @@ def test_writer_keeps_crs_and_transform(tmp_path):
 
 
 @needs_rasterio
-def test_read_pair_same_extent(tmp_path):
+def test_common_area_same_extent(tmp_path):
   ms, pan = fixtures.geotiff_pair(tmp_path, ms_hw=(16, 12))
-  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
+  pair = fixtures.read_common_area(*_pair_paths(tmp_path), ratio=4)
   np.testing.assert_array_equal(pair.ms, ms)
   np.testing.assert_array_equal(pair.pan, pan)
   import rasterio
@@ -56,10 +56,10 @@ def test_read_pair_same_extent(tmp_path):
 
 
 @needs_rasterio
-def test_read_pair_crops_to_the_common_area(tmp_path):
+def test_common_area_crops_to_the_common_area(tmp_path):
   # PAN starts 2 MS pixels east and extends 1 MS pixel (2 m) further north.
   ms, pan = fixtures.geotiff_pair(tmp_path, ms_hw=(16, 12), pan_offset=(4.0, 2.0))
-  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
+  pair = fixtures.read_common_area(*_pair_paths(tmp_path), ratio=4)
   np.testing.assert_array_equal(pair.ms, ms[0:15, 2:12])
   np.testing.assert_array_equal(pair.pan, pan[4:64, 0:40])
   transform = pair.profile["transform"]
@@ -68,9 +68,9 @@ def test_read_pair_crops_to_the_common_area(tmp_path):
 
 
 @needs_rasterio
-def test_read_pair_subpixel_shift_keeps_ratio(tmp_path):
+def test_common_area_subpixel_shift_keeps_ratio(tmp_path):
   fixtures.geotiff_pair(tmp_path, ms_hw=(16, 12), pan_offset=(0.2, -0.2))
-  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
+  pair = fixtures.read_common_area(*_pair_paths(tmp_path), ratio=4)
   assert pair.pan.shape[:2] == (4 * pair.ms.shape[0], 4 * pair.ms.shape[1])
   assert pair.ms.shape[:2] == (15, 11)
 
@@ -78,7 +78,7 @@ def test_read_pair_subpixel_shift_keeps_ratio(tmp_path):
 def test_tifffile_fallback_without_rasterio(tmp_path, monkeypatch):
   monkeypatch.setattr(geotiff, "rasterio", None)
   ms, pan = fixtures.geotiff_pair(tmp_path, ms_hw=(8, 8), georeferenced=False)
-  pair = read_pair(*_pair_paths(tmp_path), ratio=4)
+  pair = fixtures.read_common_area(*_pair_paths(tmp_path), ratio=4)
   np.testing.assert_array_equal(pair.ms, ms)
   np.testing.assert_array_equal(pair.pan, pan)
   assert pair.profile["crs"] is None and pair.profile["transform"] is None
@@ -88,6 +88,17 @@ def test_tifffile_fallback_without_rasterio(tmp_path, monkeypatch):
   np.testing.assert_array_equal(geotiff.read_tiff(out), image)
   with pytest.raises(DataError, match="needs rasterio"):
     _write_scene(out, image, pan, {"crs": "EPSG:4326", "transform": None})
+
+
+def test_tifffile_fallback_refuses_a_pan_of_another_bit_depth(tmp_path, monkeypatch):
+  """Without rasterio too: an 8-bit PAN beside 16-bit MS would be scaled by
+  the MS's max_value (the GeoTIFF tiles once checked this themselves)."""
+  monkeypatch.setattr(geotiff, "rasterio", None)
+  fixtures.geotiff_pair(tmp_path, ms_hw=(8, 8), georeferenced=False)
+  pan = fixtures.random_image(1, (32, 32, 1), 255, np.uint8)
+  fixtures.write_image(_pair_paths(tmp_path)[1], pan)
+  with pytest.raises(DataError, match=r"PAN/scene.tif: uint8 data in a dataset of uint16 files$"):
+    fixtures.read_common_area(*_pair_paths(tmp_path), ratio=4)
 
 
 def test_band_sequential_tiff_reads_as_hwc(tmp_path):
@@ -108,15 +119,21 @@ def test_wald_source_tiles_exact_values(tmp_path, georeferenced):
   train, val = (sources.make_source(config, split) for split in ("train", "val"))
   assert (len(train), len(val), len(sources.make_source(config, "test"))) == (9, 1, 2)
   assert (train.max_value, train.num_bands, train.ratio) == (2047.0, 4, 4)
-  gt_scene = ms[:64, :48] / np.float32(2047)
-  expected = wald.wald_degrade(gt_scene, pan[:256, :192] / np.float32(2047), "QB", 4)
+  gt_scene, pan_scene = ms[:64, :48] / np.float32(2047), pan[:256, :192] / np.float32(2047)
+  # The training region (tile rows 0-2) is degraded as one image, without
+  # the held-out row below it.
+  expected = wald.wald_degrade(gt_scene[:48], pan_scene[:192], "QB", 4)
   sample = train[5]  # tile row 1, column 2
   np.testing.assert_array_equal(sample["gt"], gt_scene[16:32, 32:48])
   np.testing.assert_array_equal(sample["ms"], expected["ms"][4:8, 8:12])
   np.testing.assert_array_equal(sample["pan"], expected["pan"][16:32, 32:48])
   np.testing.assert_array_equal(sample["lms"], np.clip(expected["lms"][16:32, 32:48], 0, 1))
-  np.testing.assert_array_equal(val[0]["gt"], gt_scene[48:64, 0:16])  # the last tile row
   assert all(v.dtype == np.float32 for v in sample.values())
+  # A held-out tile (the last tile row) is degraded by itself.
+  held = wald.wald_degrade(gt_scene[48:64, 0:16], pan_scene[192:256, 0:64], "QB", 4)
+  for key in ("gt", "ms", "pan"):
+    np.testing.assert_array_equal(val[0][key], held[key])
+  np.testing.assert_array_equal(val[0]["lms"], np.clip(held["lms"], 0, 1))
 
 
 def _tile_origins(source, gt_scene, size):

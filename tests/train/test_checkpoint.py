@@ -89,6 +89,17 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(setup, tmp_path):
   manager.close()
 
 
+def test_the_newest_of_two_good_checkpoints_is_restored(setup, tmp_path):
+  config, init, _ = setup
+  manager = checkpoint.make_manager(str(tmp_path), config)
+  _save(manager, init(jax.random.PRNGKey(1)), 1)
+  newest = _save(manager, init(jax.random.PRNGKey(2)), 2)
+  restored = checkpoint.restore_latest(manager, _abstract(init))
+  manager.close()
+  assert int(restored.step) == 2
+  _equal(restored, newest)
+
+
 def test_no_loadable_checkpoint_is_an_error(setup, tmp_path):
   config, init, _ = setup
   state = init(jax.random.PRNGKey(1))

@@ -4,6 +4,7 @@ a few steps first (tests/train/conftest.py swaps it in)."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -125,3 +126,24 @@ def test_other_ratios_train_evaluate_and_predict(tmp_path, ratio):
   import rasterio
   with rasterio.open(out) as dst:
     assert (dst.height, dst.width, dst.count) == (64, 96, 4)
+
+
+def test_an_error_while_evaluating_is_one_line_and_writes_no_report(workdir, tmp_path,
+                                                                    monkeypatch):
+  run = str(tmp_path / "run")
+  shutil.copytree(workdir, run)
+  shutil.rmtree(os.path.join(run, "eval", "test"), ignore_errors=True)  # other tests' report
+  steps = sorted(os.listdir(os.path.join(run, "checkpoints")))
+
+  def crash(*args, **kwargs):
+    raise FloatingPointError("overflow in q2n\nmore detail")
+
+  monkeypatch.setattr(commands.evaluate_lib, "evaluate_source", crash)
+  config = _config()
+  config.data.synthetic.num_test = 2
+  with pytest.raises(errors.EvaluationError) as e:
+    commands.evaluate(config, run, "test")
+  assert str(e.value) == ("evaluating the test split failed (FloatingPointError: overflow "
+                          "in q2n); no report written; the checkpoints are unchanged")
+  assert not os.path.exists(os.path.join(run, "eval", "test", "report.json"))
+  assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == steps

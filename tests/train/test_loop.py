@@ -14,7 +14,7 @@ import orbax.checkpoint as ocp
 import pytest
 import train_tiny
 
-from pansharp_jax import evaluate
+from pansharp_jax import errors, evaluate
 from pansharp_jax.data import sources
 from pansharp_jax.train import checkpoint, loop
 
@@ -206,3 +206,68 @@ def test_warmup_in_epochs_counts_the_train_split_and_batch(tmp_path):
   with open(tmp_path / "metrics.jsonl") as f:
     lrs = [r["lr"] for r in map(json.loads, f) if r["split"] == "train"]
   assert lrs == pytest.approx([config.optim.lr / 3, 2 * config.optim.lr / 3])
+
+
+def test_an_error_in_the_final_validation_keeps_the_last_step_and_is_one_line(
+    tmp_path, monkeypatch):
+  """The last step is saved before the final validation; a crash inside it
+  is an EvaluationError of one line, and the rerun resumes from that step."""
+  score = evaluate.evaluate_source
+
+  def crash_when_full(*args, **kwargs):
+    if kwargs.get("full"):
+      raise ValueError("q: a broken metric\nsecond line")
+    return score(*args, **kwargs)
+
+  monkeypatch.setattr(evaluate, "evaluate_source", crash_when_full)
+  config = train_tiny.config(num_train_steps=4, eval_every=2, checkpoint_every=100)
+  with pytest.raises(errors.EvaluationError) as e:
+    loop.train_and_evaluate(config, str(tmp_path))
+  assert str(e.value) == ("validation at step 4 failed (ValueError: q: a broken metric); "
+                          "the checkpoint of step 4 is saved")
+  manager = checkpoint.make_manager(str(tmp_path), config)
+  assert manager.all_steps() == [4]
+  manager.close()
+  monkeypatch.setattr(evaluate, "evaluate_source", score)
+  report = loop.train_and_evaluate(config, str(tmp_path))
+  assert report["step"] == 4 and report["weights"] == "latest"
+
+
+def test_an_error_in_a_periodic_validation_saves_the_step_it_reached(tmp_path,
+                                                                      monkeypatch):
+  def crash(*args, **kwargs):
+    raise RuntimeError("out of memory")
+
+  monkeypatch.setattr(evaluate, "evaluate_source", crash)
+  config = train_tiny.config(num_train_steps=6, eval_every=3, checkpoint_every=100)
+  with pytest.raises(errors.EvaluationError,
+                     match=r"^validation at step 3 failed \(RuntimeError: out of memory\)"):
+    loop.train_and_evaluate(config, str(tmp_path))
+  manager = checkpoint.make_manager(str(tmp_path), config)
+  assert manager.all_steps() == [3]
+  manager.close()
+
+
+def test_a_best_final_validation_stays_the_best_when_training_is_extended(
+    tmp_path, monkeypatch):
+  """The last step is saved before its validation, so that checkpoint holds the
+  best value before the final one; resumed for more steps, a later value
+  better than that but worse than the final one must not replace best/."""
+  summarize, values = evaluate.summarize, []
+
+  def scripted_psnr(rows):
+    summary = summarize(rows)
+    summary["model"]["psnr"] = values.pop(0)
+    return summary
+
+  monkeypatch.setattr(evaluate, "summarize", scripted_psnr)
+  values[:] = [1.0, 3.0]  # steps 2 and 4 (the final validation: a new best)
+  loop.train_and_evaluate(train_tiny.config(num_train_steps=4, eval_every=2),
+                          str(tmp_path))
+  values[:] = [2.0]  # step 6: better than step 2, worse than step 4
+  loop.train_and_evaluate(train_tiny.config(num_train_steps=6, eval_every=2),
+                          str(tmp_path))
+  assert values == []
+  assert sorted(os.listdir(tmp_path / "best")) == ["4"]
+  with open(tmp_path / "best" / "4" / "info" / "metadata") as f:
+    assert json.load(f)["value"] == 3.0

@@ -17,7 +17,8 @@ from absl import logging
 import jax
 import numpy as np
 
-from pansharp_jax.train import builder, parallel
+from pansharp_jax.ops import backend
+from pansharp_jax.train import builder, gpu_compile, parallel
 
 GIB = 2**30
 
@@ -124,9 +125,14 @@ class ProbeResult:
   measurements: list[Measurement]
 
 
-def probe(config, mesh, model, optimizer, train_step) -> ProbeResult:
-  """The largest global batch size whose train step fits the budget."""
-  plan = budget(config)
+def probe(config, mesh, model, optimizer, train_step, plan: Budget | None = None,
+          runs: bool = True) -> ProbeResult:
+  """The largest global batch size whose train step fits the budget.
+
+  plan: the budget (default: the local devices'); runs: False for a mesh of
+  compile-only devices, where no confirming step can run.
+  """
+  plan = plan or budget(config)
   init = builder.make_init(config, model, optimizer, mesh)
   state = jax.eval_shape(init, jax.random.PRNGKey(0))
   rows = []
@@ -137,7 +143,7 @@ def probe(config, mesh, model, optimizer, train_step) -> ProbeResult:
                  size, m.total / GIB, plan.bytes / GIB)
     if not m.fits:
       continue
-    if config.probe.confirm:
+    if config.probe.confirm and runs:
       m.step = "ok" if _runs_one_step(compiled, init, size, config, mesh) else "OOM"
       if m.step == "OOM":
         continue
@@ -170,16 +176,30 @@ def format_table(result: ProbeResult) -> str:
   return "\n".join(lines)
 
 
-def probe_config(config, mesh) -> ProbeResult:
+def probe_config(config, mesh, plan: Budget | None = None,
+                 runs: bool = True) -> ProbeResult:
   """`probe` of the model and train step that `config` builds."""
   model, optimizer, _ = builder.make_model_and_optimizer(config)
   train_step = builder.jit_train_step(model, optimizer, config, mesh)
-  return probe(config, mesh, model, optimizer, train_step)
+  return probe(config, mesh, model, optimizer, train_step, plan, runs)
+
+
+def probe_target(config) -> ProbeResult:
+  """The probe of `config.probe.target` GPUs, compiled for them deviceless."""
+  name = config.probe.target
+  mesh = gpu_compile.target_mesh(name, int(config.probe.target_devices))
+  limit, source = gpu_compile.allocator_limit(name)
+  plan = Budget(limit, float(config.probe.memory_fraction), source)
+  with backend.tracing_for("gpu"):
+    return probe_config(config, mesh, plan, runs=False)
 
 
 def run_probe(config, workdir: str) -> ProbeResult:
   """--mode=probe: measures, prints the table, writes WORKDIR/probe.json."""
-  result = probe_config(config, parallel.make_mesh())
+  if config.probe.target:
+    result = probe_target(config)
+  else:
+    result = probe_config(config, parallel.make_mesh())
   print(format_table(result), flush=True)
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The NVIDIA GPUs a host without one can compile for: their published facts.
+"""The NVIDIA GPUs a host without one can compile for, and what it needs.
 
 XLA compiles for a GPU that is not there ("deviceless") from a text-format
 GpuTargetConfigProto describing it; `target_config(name)` writes that text
@@ -6,12 +6,25 @@ from the facts below (NVIDIA's datasheets and architecture whitepapers for
 the H100 SXM5, H200 SXM and A100 SXM4 80GB; memory as CUDA reports its
 total, e.g. nvidia-smi's 81559 MiB for an H100 80GB HBM3). The same facts
 give the roofline peaks of the benchmarks (dense bf16 tensor throughput, HBM
-bandwidth).
+bandwidth). `topology(name)` gives compile-only devices of that GPU; it
+needs the CUDA plugin wheels of the installed jax and ptxas (`INSTALL`; jax
+points XLA at the `nvidia-cuda-nvcc-cu12` wheel's ptxas itself).
 """
 
 import dataclasses
+import importlib.util
+import os
+import shutil
+
+import jax
+from jax.experimental import topologies
+
+from pansharp_jax.errors import ConfigError
 
 MIB = 2**20
+INSTALL = 'pip install -e ".[gpu-compile]"'
+_PLUGINS = ("jax_plugins.xla_cuda12", "jax_plugins.xla_cuda13")
+DEFAULT_PTXAS = "/usr/local/cuda/bin/ptxas"  # XLA's last place to look
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,3 +99,51 @@ def target_config(name: str) -> str:
       "dnn_version_info { major: 9 minor: 10 patch: 2 }",
       f'device_description_str: "{t.description}"',
   ]) + "\n"
+
+
+def ptxas_path() -> str | None:
+  """The ptxas XLA would use: the nvcc wheel's (or $CUDA_ROOT's), PATH's, or
+  /usr/local/cuda's, as XLA searches; None if there is none."""
+  roots = [os.environ.get("CUDA_ROOT")]
+  spec = _spec("nvidia.cuda_nvcc")
+  roots += list(spec.submodule_search_locations or []) if spec else []
+  for root in filter(None, roots):
+    if os.access(os.path.join(root, "bin", "ptxas"), os.X_OK):
+      return os.path.join(root, "bin", "ptxas")
+  found = shutil.which("ptxas")
+  if found:
+    return found
+  return DEFAULT_PTXAS if os.access(DEFAULT_PTXAS, os.X_OK) else None
+
+
+def _spec(module: str):
+  try:
+    return importlib.util.find_spec(module)
+  except (ImportError, ValueError):  # a parent package is missing
+    return None
+
+
+def missing() -> str | None:
+  """What a deviceless CUDA compile lacks here, or None."""
+  if not any(_spec(p) for p in _PLUGINS):
+    return (f"the CUDA plugin of jax {jax.__version__} is not installed "
+            f"(jax-cuda12-plugin and jax-cuda12-pjrt {jax.__version__}): {INSTALL}")
+  if ptxas_path() is None:
+    return f"ptxas is not installed (the nvidia-cuda-nvcc-cu12 wheel): {INSTALL}"
+  return None
+
+
+def require(field: str = "probe.target") -> None:
+  """ConfigError naming `field` unless a deviceless compile can run here."""
+  reason = missing()
+  if reason:
+    raise ConfigError(f"config.{field}: compiling for a GPU without one needs "
+                      f"{reason}")
+
+
+def topology(name: str, num_devices: int = 1):
+  """Compile-only devices: `num_devices` GPUs called `name` on one host."""
+  require()
+  return topologies.get_topology_desc(
+      platform="cuda", target_config=target_config(name),
+      topology=f"1x1x{num_devices}")

@@ -7,87 +7,55 @@ devices of that GPU, a mesh over them takes the shardings, and
 through ptxas, the fused scan's Mosaic GPU kernels included) whose
 `memory_analysis()` the probe reads. Nothing can run on those devices.
 
-Needs the CUDA plugin wheels of the installed jax and ptxas: `pip install
--e ".[gpu-compile]"` (jax finds the `nvidia-cuda-nvcc-cu12` wheel's ptxas
-itself). The process must not start CUDA (the plugin would, and fail without
-cuDNN): `compile_on_cpu()` before anything starts a backend.
+The process must not start CUDA (the plugin would, and fail without cuDNN):
+`compile_on_cpu()` before anything starts a backend. Programs are traced
+inside `backend.tracing_for("gpu")`, so every "auto" path is the GPU's.
 """
 
-import importlib.util
 import os
-import shutil
 
 import jax
-from jax.experimental import topologies
 
 from pansharp_jax.errors import ConfigError
-from pansharp_jax.ops import gpu_targets
-from pansharp_jax.train import parallel
+from pansharp_jax.ops import backend, gpu_targets
+from pansharp_jax.train import builder, parallel
 
-INSTALL = 'pip install -e ".[gpu-compile]"'
-_PLUGINS = ("jax_plugins.xla_cuda12", "jax_plugins.xla_cuda13")
 # JAX's GPU allocator takes this share of the memory unless told otherwise,
 # so a device reports `bytes_limit` = total x fraction.
 _CLIENT_FRACTION = ("XLA_PYTHON_CLIENT_MEM_FRACTION", 0.75)
 
 
+ATTENTION_NOTE = ("attention: chunked (cuDNN's attention graph is built on "
+                  "the device, so a deviceless compile takes the fallback)")
+
+
 def compile_on_cpu() -> None:
-  """Keeps this process on the CPU backend, so the CUDA plugin only compiles."""
+  """Keeps this process on the CPU backend, so the CUDA plugin only compiles.
+
+  Also turns the persistent compilation cache off: a deviceless executable
+  is written to it but cannot be read back without a GPU client.
+  """
   jax.config.update("jax_platforms", "cpu")
+  jax.config.update("jax_enable_compilation_cache", False)
 
 
-def ptxas_path() -> str | None:
-  """The ptxas XLA would use: the nvcc wheel's (or $CUDA_ROOT's), PATH's, or
-  /usr/local/cuda's, as XLA searches; None if there is none."""
-  roots = [os.environ.get("CUDA_ROOT")]
-  spec = _spec("nvidia.cuda_nvcc")
-  roots += list(spec.submodule_search_locations or []) if spec else []
-  for root in filter(None, roots):
-    if os.access(os.path.join(root, "bin", "ptxas"), os.X_OK):
-      return os.path.join(root, "bin", "ptxas")
-  found = shutil.which("ptxas")
-  if found:
-    return found
-  default = "/usr/local/cuda/bin/ptxas"
-  return default if os.access(default, os.X_OK) else None
-
-
-def _spec(module: str):
-  try:
-    return importlib.util.find_spec(module)
-  except (ImportError, ValueError):  # a parent package is missing
-    return None
-
-
-def missing() -> str | None:
-  """What a deviceless CUDA compile lacks here, or None."""
-  if not any(_spec(p) for p in _PLUGINS):
-    return (f"the CUDA plugin of jax {jax.__version__} is not installed "
-            f"(jax-cuda12-plugin and jax-cuda12-pjrt {jax.__version__}): {INSTALL}")
-  if ptxas_path() is None:
-    return f"ptxas is not installed (the nvidia-cuda-nvcc-cu12 wheel): {INSTALL}"
-  return None
-
-
-def require(field: str = "probe.target") -> None:
-  """ConfigError naming `field` unless a deviceless compile can run here."""
-  reason = missing()
-  if reason:
-    raise ConfigError(f"config.{field}: compiling for a GPU without one needs "
-                      f"{reason}")
-
-
-def topology(name: str, num_devices: int = 1):
-  """Compile-only devices: `num_devices` GPUs called `name` on one host."""
-  require()
-  return topologies.get_topology_desc(
-      platform="cuda", target_config=gpu_targets.target_config(name),
-      topology=f"1x1x{num_devices}")
+def deviceless_config(config):
+  """`config` as a deviceless compile builds it: attention "auto" (cuDNN on
+  a GPU) becomes "chunked"; "cudnn" cannot be compiled without the device."""
+  if config.model.attn_impl == "cudnn":
+    raise ConfigError(
+        "config.model.attn_impl: 'cudnn' cannot be compiled without a GPU "
+        "(cuDNN builds its attention graph on the device); use auto or chunked "
+        "with probe.target")
+  config = config.copy_and_resolve_references()
+  if config.model.attn_impl == "auto":
+    config.model.attn_impl = "chunked"
+  return config
 
 
 def target_mesh(name: str, num_devices: int = 1) -> jax.sharding.Mesh:
   """The data-parallel mesh of `num_devices` target GPUs."""
-  return parallel.data_mesh(topology(name, num_devices).devices)
+  return parallel.data_mesh(gpu_targets.topology(name, num_devices).devices)
 
 
 def allocator_limit(name: str) -> tuple[int, str]:
@@ -102,3 +70,30 @@ def allocator_limit(name: str) -> tuple[int, str]:
   return int(target.memory_bytes * fraction), (
       f"{target.description} {target.memory_bytes / 2**30:.2f} GiB x "
       f"{fraction:g} {variable}, compiled deviceless")
+
+
+def lower_train_step(config, batch_size: int, target: str, num_devices: int = 1):
+  """The config's train step at global `batch_size`, lowered for
+  `num_devices` `target` GPUs (`.compile()` it for the executable)."""
+  config = deviceless_config(config)
+  mesh = target_mesh(target, num_devices)
+  with backend.tracing_for("gpu"):
+    model, optimizer, _ = builder.make_model_and_optimizer(config)
+    step = builder.jit_train_step(model, optimizer, config, mesh)
+    state = jax.eval_shape(builder.make_init(config, model, optimizer, mesh),
+                           jax.random.PRNGKey(0))
+    return step.lower(state, parallel.abstract_batch(config, batch_size, mesh))
+
+
+def lower_forward(config, batch_size: int, target: str):
+  """The eval-mode forward of evaluate and predict on one `target` GPU."""
+  config = deviceless_config(config)
+  mesh = target_mesh(target, 1)
+  with backend.tracing_for("gpu"):
+    model, optimizer, _ = builder.make_model_and_optimizer(config)
+    state = jax.eval_shape(builder.make_init(config, model, optimizer, mesh),
+                           jax.random.PRNGKey(0))
+    variables = {"params": state.ema_params, **state.model_state}
+    batch = {k: v for k, v in parallel.abstract_batch(
+        config, batch_size, mesh).items() if k != "gt"}
+    return builder.jit_predict(model).lower(variables, batch)

@@ -105,15 +105,6 @@ def test_probe_target_without_plugin_is_one_line(tmp_path):
   assert line.endswith('pip install -e ".[gpu-compile]"')
 
 
-def test_fused_scan_is_allowed_when_compiling_for_a_target():
-  config = train_tiny.config()
-  config.model.scan_method = "fused"
-  with pytest.raises(ConfigError, match="'fused' runs on NVIDIA GPUs only"):
-    config_checks.validate_devices(config)
-  config.probe.target = "h100"
-  config_checks.validate_devices(config)
-
-
 def test_deviceless_attention_is_the_chunked_fallback():
   config = train_tiny.config()
   assert config.model.attn_impl == "auto"

@@ -24,8 +24,8 @@ _CALLEE = re.compile(r"(?:calls|to_apply|body|condition)=%?([\w.\-]+)")
 _CALLEES = re.compile(r"(?:branch_computations|called_computations)=\{([^}]*)\}")
 _WHILE = re.compile(r" while\(.*body=%?([\w.\-]+)")
 _TRIPS = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
-_KERNEL = re.compile(r"custom-call\((.*?)\), custom_call_target=\"" +
-                     scan_kernel.CUSTOM_CALL + '"')
+_KERNEL = re.compile(r'custom_call_target="' + scan_kernel.CUSTOM_CALL +
+                     r'", operand_layout_constraints=\{(.*?)\}, api_version')
 _SHAPE = re.compile(r"(bf16|f16|f32|s32)\[([\d,]*)\]")
 _ITEMSIZE = {"bf16": 2, "f16": 2, "f32": 4, "s32": 4}
 
@@ -123,9 +123,10 @@ class _Analysis:
 
 
 def _kernel_bytes(line: str) -> float:
-  """HBM bytes of one fused-scan kernel call, from its operands' shapes:
-  u (batch, length, channels) first, B (batch, length, d_state) third; the
-  forward kernel has 6 operands (7 with a gate z), the backward more."""
+  """HBM bytes of one fused-scan kernel call, from its operands' shapes
+  (its layout constraints): u (batch, length, channels) first, B (batch,
+  length, d_state) third; the forward kernel has 6 operands (7 with a gate
+  z), the backward 8 (9)."""
   m = _KERNEL.search(line)
   if not m:
     return 0.0
@@ -133,7 +134,7 @@ def _kernel_bytes(line: str) -> float:
             for t, dims in _SHAPE.findall(m.group(1))]
   (u_type, (batch, length, channels)), (_, b_shape) = shapes[0], shapes[2]
   forward = len(shapes) in (6, 7)
-  gate = len(shapes) in (7, 10)
+  gate = len(shapes) in (7, 9)
   args = (batch, length, channels, b_shape[-1], _ITEMSIZE[u_type])
   both = scan_kernel.hbm_bytes(*args, gate=gate, backward=True, block=scan_kernel.BLOCK)
   fwd = scan_kernel.hbm_bytes(*args, gate=gate, block=scan_kernel.BLOCK)

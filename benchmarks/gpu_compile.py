@@ -103,7 +103,9 @@ def _table_row(row: dict) -> list:
 def main(argv):
   del argv
   gpu_compile.compile_on_cpu()
-  gpu_targets.require("gpu_compile")
+  if gpu_targets.missing():
+    raise SystemExit(f"gpu_compile: compiling for a GPU without one needs "
+                     f"{gpu_targets.missing()}")
   rows = [measure(name, scan, int(batch)) for name in _CONFIGS.value
           for scan in _SCANS.value for batch in _BATCHES.value]
   forwards = ([forward(name, scan) for name in _CONFIGS.value for scan in _SCANS.value]

@@ -133,12 +133,12 @@ def missing() -> str | None:
   return None
 
 
-def require(field: str = "probe.target") -> None:
-  """ConfigError naming `field` unless a deviceless compile can run here."""
+def require() -> None:
+  """ConfigError naming probe.target unless a deviceless compile can run here."""
   reason = missing()
   if reason:
-    raise ConfigError(f"config.{field}: compiling for a GPU without one needs "
-                      f"{reason}")
+    raise ConfigError(f"config.probe.target: compiling for a GPU without one "
+                      f"needs {reason}")
 
 
 def topology(name: str, num_devices: int = 1):

@@ -60,4 +60,4 @@ def test_step_cost_adds_the_kernels_own_bytes():
   cost = gpu_cost.step_cost(compiled)
   assert cost.kernel_bytes == scan_kernel.hbm_bytes(b, length, channels, n, 2,
                                                     gate=False, backward=True)
-  assert cost.bytes > cost.kernel_bytes
+  assert cost.xla_bytes > 0

@@ -81,7 +81,8 @@ def main(argv):
       _fail(f"--mode={_MODE.value} needs {', '.join(missing)}")
   # Imported after flag parsing so `--help` stays fast.
   from pansharp_jax import commands, config_checks, errors
-  from pansharp_jax.train import loop, memory, parallel
+  from pansharp_jax.ops import gpu_targets
+  from pansharp_jax.train import gpu_compile, loop, memory, parallel
   from pansharp_jax.train.logging import quiet_library_logs
 
   quiet_library_logs()
@@ -89,6 +90,13 @@ def main(argv):
   config, workdir = _CONFIG.value, _WORKDIR.value
   try:
     config_checks.validate(config)
+    if config.probe.target:
+      if _MODE.value == "train":
+        raise errors.ConfigError(
+            "config.probe.target: only --mode=probe compiles for a GPU that is "
+            "not here; training probes the devices it runs on")
+      gpu_compile.compile_on_cpu()  # before anything starts a backend
+      gpu_targets.require()
     parallel.initialize_distributed(config)
     config_checks.validate_devices(config)  # starts the backend: after the above
     _check_workdir(_WORKDIR.value, create=_MODE.value in ("train", "probe"))

@@ -12,6 +12,14 @@ dependency (`pip install torch`, the CPU wheel is enough on a CPU host).
 
   python -m benchmarks.compare_original --original_path=/tmp/mambair_gppnn \
       --image_size=64 --batch_size=2
+
+--flops prints instead the original's FLOPs per train step (forward and
+backward of that loss) as PyTorch's FlopCounterMode counts them (matmuls,
+convolutions, attention; elementwise ops are not counted), on the meta
+device: shapes only, so a 256 px base step counts in seconds on a CPU. With
+them, roofline lower bounds of its step on an H100 and an H200 at their
+dense fp16/bf16 tensor peaks (docs/benchmarks.md sets them beside ours from
+benchmarks/gpu_compile.py).
 """
 
 import contextlib
@@ -25,6 +33,7 @@ from absl import app, flags
 import numpy as np
 
 from benchmarks import common
+from pansharp_jax.ops import gpu_targets
 from pansharp_jax.train import parallel
 
 _ORIGINAL_PATH = flags.DEFINE_string(
@@ -37,6 +46,8 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 2, "Batch size.")
 _NUM_BANDS = flags.DEFINE_integer("num_bands", 3, "MS bands.")
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed steps before timing.")
 _STEPS = flags.DEFINE_integer("steps", 3, "Timed steps; the median is reported.")
+_FLOPS = flags.DEFINE_bool("flops", False,
+                           "Count the original's train-step FLOPs instead of timing.")
 _TORCH_THREADS = flags.DEFINE_integer(
     "torch_threads", 0, "torch.set_num_threads (0: PyTorch's default).")
 
@@ -124,6 +135,43 @@ def bench_original(torch, create_model, *, size: str, num_bands: int,
   return sum(p.numel() for p in model.parameters()), train_s, eval_s
 
 
+def original_flops(torch, create_model, *, size: str, num_bands: int,
+                   image_size: int, batch_size: int) -> float:
+  """FLOPs of one original train step, counted on the meta device."""
+  from torch.utils.flop_counter import FlopCounterMode  # pylint: disable=import-outside-toplevel
+  functional = torch.nn.functional
+  with contextlib.redirect_stdout(io.StringIO()), torch.device("meta"):
+    model = create_model(size, ms_channels=num_bands)
+  b, s, c = batch_size, image_size, num_bands
+  ms, pan, gt = (torch.rand(shape, device="meta")
+                 for shape in ((b, c, s, s), (b, 1, s, s), (b, c, s, s)))
+  model.train()
+  with FlopCounterMode(display=False) as counter:
+    sr_1_4, sr_1_2, full = model(ms, pan)
+    gt_half = functional.avg_pool2d(gt, 2)
+    loss = (functional.l1_loss(full, gt) + functional.l1_loss(sr_1_2[0], gt_half) +
+            functional.l1_loss(sr_1_4[0], functional.avg_pool2d(gt_half, 2)))
+    loss.backward()
+  return float(counter.get_total_flops())
+
+
+def _print_flops(torch, create_model):
+  flops = original_flops(torch, create_model, size=_SIZE.value,
+                         num_bands=_NUM_BANDS.value, image_size=_IMAGE_SIZE.value,
+                         batch_size=_BATCH_SIZE.value)
+  targets = [gpu_targets.TARGETS[t] for t in ("h100", "h200")]
+  common.print_header(
+      f"The original's train step FLOPs: {_SIZE.value}, {_NUM_BANDS.value} "
+      f"bands, {_IMAGE_SIZE.value} px, batch {_BATCH_SIZE.value}",
+      (f"torch {torch.__version__}, FlopCounterMode on the meta device",))
+  common.print_table(
+      ["model", "TFLOP per train step"] + [f"bound ms {t.name} "
+                                            f"({t.bf16_dense_flops / 1e12:.0f} TFLOP/s)"
+                                            for t in targets],
+      [["original (PyTorch)", f"{flops / 1e12:.3f}"] +
+       [f"{1e3 * flops / t.bf16_dense_flops:.2f}" for t in targets]])
+
+
 def _bench_ours():
   """(params, compile s, train step s, eval forward s) of our model."""
   config = common.make_config(_SIZE.value, _IMAGE_SIZE.value, _BATCH_SIZE.value,
@@ -157,6 +205,9 @@ def main(argv):
     create_model = load_original(_ORIGINAL_PATH.value)
   except Unavailable as e:
     _skip(str(e))
+  if _FLOPS.value:
+    _print_flops(torch, create_model)
+    return
   if _TORCH_THREADS.value:
     torch.set_num_threads(_TORCH_THREADS.value)
 

@@ -43,7 +43,8 @@ Sections, in the order they run:
   with CUDA and a checkout, --original_path) at the bf16 row's size and
   batch, fp16 autocast as it trains, and ours / original (goal >= 5x).
 - probe: `main.py --mode=probe` with its confirming step, on the bf16 row's
-  config.
+  config; on an H100, H200 or A100 also its pick compiled deviceless for that
+  GPU on the CPU backend (`--config.probe.target`), beside the device's figure.
 - end_to_end: configs/default.py for 50 steps, --mode=evaluate, then the
   same run in a fresh workdir SIGKILLed after its first checkpoint and
   resumed: it must finish, and its PSNR is compared with the uninterrupted

@@ -50,11 +50,12 @@ def main_cmd(config: str, workdir: str, *overrides: str) -> list[str]:
 
 
 def run_main(ctx, cmd, log_name: str, *, min_s: float = 10.0,
-             until=None) -> dict:
+             until=None, env: dict | None = None) -> dict:
   """Runs a main.py command within the section's time; returns its record.
 
   `until(proc)`: polled every 50 ms while the process runs; when it returns
   true the process group is killed with SIGKILL (the record says so).
+  `env`: variables to add to the child's environment.
   """
   timeout = ctx.left()
   if timeout < min_s:
@@ -66,7 +67,7 @@ def run_main(ctx, cmd, log_name: str, *, min_s: float = 10.0,
     log.write("$ " + " ".join(cmd) + "\n")
     log.flush()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=_REPO,
-                            env=ctx.env, start_new_session=True)
+                            env=dict(ctx.env, **(env or {})), start_new_session=True)
     try:
       while proc.poll() is None:
         if time.monotonic() - start > timeout:
@@ -243,10 +244,38 @@ def probe(ctx):
       for m in result["measurements"]]
   picked = [r for r in figures["rows"] if r["picked"]]
   figures["confirmed"] = bool(picked) and picked[0]["confirm_step"] == "ok"
+  target = re.search(r"\b(H100|H200|A100)\b",
+                     ctx.result("environment").get("device_kind", ""))
+  if picked and target and not smoke:
+    figures["deviceless"] = _deviceless_probe(
+        ctx, config, [o for o in overrides if "max_batch_size" not in o],
+        target.group(1).lower(), picked[0]["batch"])
   if not figures["confirmed"]:
     raise SectionError("the probe's pick was not confirmed by a real step",
                        figures)
   return figures
+
+
+def _deviceless_probe(ctx, config, overrides, target, batch) -> dict:
+  """The device's pick compiled deviceless for its GPU model on the CPU
+  backend (`--config.probe.target`, docs/gpu.md), beside the device's own."""
+  workdir = ctx.path("work", "probe_deviceless")
+  shutil.rmtree(workdir, ignore_errors=True)
+  cmd = main_cmd(config, workdir, *overrides, f"--config.probe.target={target}",
+                 f"--config.probe.max_batch_size={batch}")
+  try:
+    record = run_main(ctx, cmd, "probe_deviceless", env={"JAX_PLATFORMS": "cpu"})
+  except Skip as e:
+    return {"status": "skipped", "reason": str(e)}
+  path = os.path.join(workdir, "probe.json")
+  if record["status"] != "ok" or not os.path.exists(path):
+    return {"status": "failed", "reason": record.get("reason", "no probe.json")}
+  with open(path) as f:
+    m = json.load(f)["measurements"][0]
+  return {"status": "ok", "target": target, "batch": m["batch_size"],
+          "total_gib": round((m["argument"] + m["output"] + m["temp"] - m["alias"])
+                             / 2**30, 3), "temp_gib": round(m["temp"] / 2**30, 3),
+          "compile_s": round(m["compile_s"], 1)}
 
 
 # ---- end to end ----

@@ -119,6 +119,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.best_metric = "psnr"    # validation metric that picks WORKDIR/best
   config.best_mode = "max"       # max | min
   config.max_nonfinite = 10      # stop after this many non-finite steps in a row
+  # A jax.profiler trace of num_steps train steps from first_step into
+  # WORKDIR/profile/ (TensorBoard's profile plugin, Perfetto); 0 steps: off.
+  config.profile = ml_collections.ConfigDict()
+  config.profile.first_step = 10  # after the compile and the first steps
+  config.profile.num_steps = 0
 
   # ---- whole-scene prediction (--mode=predict) ----
   config.predict = predict = ml_collections.ConfigDict()
@@ -155,4 +160,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   probe.cpu_budget_gb = 16.0     # device memory assumed where none is reported
   probe.max_batch_size = 64      # largest global batch tried (halved from here)
   probe.confirm = True           # run one real step at the pick
+  # Compile for a GPU that is not here (h100 | h200 | a100; docs/gpu.md):
+  # --mode=probe plans a GPU job from any host ("": measure the local devices).
+  probe.target = ""
+  probe.target_devices = 1       # GPUs of the target's data-parallel mesh
   return config

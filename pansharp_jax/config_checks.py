@@ -8,7 +8,7 @@ from pansharp_jax import metrics, scene_metrics
 from pansharp_jax.data import scene, wald
 from pansharp_jax.errors import ConfigError
 from pansharp_jax.models import registry, sizes, world
-from pansharp_jax.ops import pallas_launch
+from pansharp_jax.ops import gpu_targets, pallas_launch
 from pansharp_jax.ops.attention import IMPLS
 from pansharp_jax.ops.scan2d import DIRECTIONS
 from pansharp_jax.ops.selective_scan import METHODS
@@ -108,6 +108,7 @@ def validate(config) -> None:
   _check_optim(config.optim)
   _check_predict(config.predict, ratio)
   _check_probe(config.probe)
+  _at_least(config.profile, "profile.", ("first_step", "num_steps"), 0)
   _at_least(config.distributed, "distributed.",
             ("initialization_timeout", "heartbeat_timeout", "shutdown_timeout"), 1)
 
@@ -127,7 +128,9 @@ def fused_scan_device_problem(device) -> str | None:
 def validate_devices(config) -> None:
   """The checks that need JAX's backend. Asking for it starts the backend,
   which must come after `jax.distributed.initialize`: call this after it."""
-  if config.model.scan_method == "fused":
+  # A step compiled for an NVIDIA target (probe.target) may use the kernel
+  # whatever this host's devices are.
+  if config.model.scan_method == "fused" and not config.probe.target:
     problem = fused_scan_device_problem(jax.devices()[0])
     _require(problem is None, "model.scan_method",
              f"'fused' runs on NVIDIA GPUs only ({problem}); use chunked or sequential")
@@ -236,7 +239,10 @@ def _check_probe(probe):
   _in_range(probe, "probe.", "memory_fraction", "(0, 1]")
   _require(float(probe.cpu_budget_gb) > 0, "probe.cpu_budget_gb",
            f"must be positive, got {probe.cpu_budget_gb}")
-  _at_least(probe, "probe.", ("max_batch_size",), 1)
+  _at_least(probe, "probe.", ("max_batch_size", "target_devices"), 1)
+  _require(not probe.target or probe.target.lower() in gpu_targets.TARGETS,
+           "probe.target", f"unknown GPU {probe.target!r}; one of "
+           f"{', '.join(sorted(gpu_targets.TARGETS))} (or empty: this host's devices)")
 
 
 def _check_adapt(adapt, ratio: int) -> None:

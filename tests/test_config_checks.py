@@ -102,6 +102,10 @@ BAD = [
     ("probe.memory_fraction", 0.0, "must be in (0, 1]"),
     ("probe.cpu_budget_gb", 0.0, "must be positive"),
     ("probe.max_batch_size", 0, "must be >= 1"),
+    ("probe.target_devices", 0, "must be >= 1"),
+    ("probe.target", "v100", "unknown GPU 'v100'; one of a100, h100, h200"),
+    ("profile.first_step", -1, "must be >= 0"),
+    ("profile.num_steps", -1, "must be >= 0"),
     ("predict.compress", "zip", "must be one of deflate, lzw, none"),
     ("predict.nodata", float("inf"), "must be a number, nan or None"),
     ("adapt.steps", -1, "must be 0 or positive"),
@@ -155,6 +159,15 @@ def test_fused_scan_on_an_amd_gpu_is_one_line(monkeypatch):
       "rocm 60302); use chunked or sequential")):
     config_checks.validate_devices(config)
   monkeypatch.setattr(jax, "devices", lambda: [nvidia])
+  config_checks.validate_devices(config)
+
+
+def test_fused_scan_is_allowed_when_compiled_for_an_nvidia_target():
+  """--mode=probe --config.probe.target=h100 compiles the kernel for an H100
+  on any host (docs/gpu.md)."""
+  config = default.get_config()
+  config.model.scan_method, config.probe.target = "fused", "h100"
+  config_checks.validate(config)
   config_checks.validate_devices(config)
 
 

@@ -54,8 +54,10 @@ def _tile_index(k, n_tiles, reverse):
   return n_tiles - 1 - k if reverse else k
 
 
-def launch(tile_fn, ins, out_types, *, scratch, block, reverse, interpret):
-  """Runs tile_fn over every tile of every (batch, channel block)."""
+def launch(tile_fn, ins, out_types, *, scratch, block, reverse, interpret,
+           name="kernel"):
+  """Runs tile_fn over every tile of every (batch, channel block); `name`
+  names the GPU kernel (in ptxas' report and in profiles)."""
   kinds_in = [kind for kind, _ in ins]
   kinds_out = [kind for kind, _ in out_types]
   arrays = [x for _, x in ins]
@@ -114,6 +116,7 @@ def launch(tile_fn, ins, out_types, *, scratch, block, reverse, interpret):
     for i, v in enumerate(final):
       carry_out[b, i, cs] = v
 
+  kernel.__name__ = kernel.__qualname__ = name
   return plgpu.kernel(
       kernel, out_type=out_shapes,
       scratch_types=[plgpu.SMEM(s.shape, s.dtype) for s in scratch],

@@ -30,6 +30,7 @@ BLOCK = 128  # channels per program: one warpgroup, a channel per thread
 # it (Mosaic GPU's custom call is not in export's stable list).
 CUSTOM_CALL = "mosaic_gpu_v2"
 EXPORT_CHECK = jax.export.DisabledSafetyCheck.custom_call(CUSTOM_CALL)
+KERNELS = ("scan_forward", "scan_backward")  # the GPU kernels' names
 
 
 def fused_scan(u, delta, A, B, C, D, z, delta_bias, h0, *, delta_softplus,
@@ -129,7 +130,8 @@ def _forward(lay, *, length, softplus, reverse, interpret, block):
         reverse=reverse)
 
   return pallas_launch.launch(tile_fn, ins, outs, scratch=(), block=block,
-                 reverse=reverse, interpret=interpret)
+                              reverse=reverse, interpret=interpret,
+                              name=KERNELS[0])
 
 
 def _backward(lay, checkpoints, dy, dlast, *, length, softplus, reverse,
@@ -171,7 +173,7 @@ def _backward(lay, checkpoints, dy, dlast, *, length, softplus, reverse,
   grads = pallas_launch.launch(
       tile_fn, ins, outs,
       scratch=(jax.ShapeDtypeStruct((SUB, n_state, block), f32),),
-      block=block, reverse=not reverse, interpret=interpret)
+      block=block, reverse=not reverse, interpret=interpret, name=KERNELS[1])
   if not has_z:
     grads = grads[:4] + (None,) + grads[4:]
   return grads

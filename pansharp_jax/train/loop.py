@@ -16,6 +16,7 @@ from pansharp_jax import curves, evaluate
 from pansharp_jax.data import pipeline, sources
 from pansharp_jax.errors import ConfigError, DataError
 from pansharp_jax.train import builder, checkpoint, memory, parallel, preemption
+from pansharp_jax.train import profiling
 from pansharp_jax.train import schedule as schedule_lib
 from pansharp_jax.train import logging as log_lib
 
@@ -193,6 +194,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
       workdir, enabled=is_chief,
       console=progress.write if progress.active else None)
   max_nonfinite = int(config.max_nonfinite)
+  trace = profiling.StepTrace(config.profile, workdir)
 
   def check_finite(metrics, step):
     """Stops when the streak of non-finite steps reaches max_nonfinite."""
@@ -212,7 +214,9 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     with preemption.StopRequest() as stop:
       for step in range(first_step + 1, total_steps + 1):
         batch = parallel.shard_batch(next(train_iter), mesh)
-        state, metrics = train_step(state, batch)
+        with trace.step(step):
+          state, metrics = train_step(state, batch)
+        trace.after(metrics)
         history.append(metrics)
         # The previous step's streak: reading it waits for that step only,
         # so the device always has the current one queued.
@@ -273,6 +277,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
         logging.info("Final: %s", json.dumps(report["mean"]))
     return report
   finally:
+    trace.stop()
     progress.close()
     writer.close()
     best_manager.close()  # close() waits for pending async saves

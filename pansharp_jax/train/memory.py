@@ -17,7 +17,8 @@ from absl import logging
 import jax
 import numpy as np
 
-from pansharp_jax.train import builder, parallel
+from pansharp_jax.ops import backend
+from pansharp_jax.train import builder, gpu_compile, parallel
 
 GIB = 2**30
 
@@ -122,11 +123,18 @@ class ProbeResult:
   batch_size: int
   budget: Budget
   measurements: list[Measurement]
+  notes: list[str] = dataclasses.field(default_factory=list)  # how it was compiled
 
 
-def probe(config, mesh, model, optimizer, train_step) -> ProbeResult:
-  """The largest global batch size whose train step fits the budget."""
-  plan = budget(config)
+def probe(config, mesh, model, optimizer, train_step, plan: Budget | None = None,
+          runs: bool = True, notes: list[str] = ()) -> ProbeResult:
+  """The largest global batch size whose train step fits the budget.
+
+  plan: the budget (default: the local devices'); runs: False for a mesh of
+  compile-only devices, where no confirming step can run; notes: how the
+  step was built, for the table.
+  """
+  plan = plan or budget(config)
   init = builder.make_init(config, model, optimizer, mesh)
   state = jax.eval_shape(init, jax.random.PRNGKey(0))
   rows = []
@@ -137,17 +145,17 @@ def probe(config, mesh, model, optimizer, train_step) -> ProbeResult:
                  size, m.total / GIB, plan.bytes / GIB)
     if not m.fits:
       continue
-    if config.probe.confirm:
+    if config.probe.confirm and runs:
       m.step = "ok" if _runs_one_step(compiled, init, size, config, mesh) else "OOM"
       if m.step == "OOM":
         continue
-    return ProbeResult(size, plan, rows)
+    return ProbeResult(size, plan, rows, list(notes))
   raise ProbeError(
       f"memory probe: no batch size fits {plan.bytes / GIB:.2f} GiB per device "
       f"({plan.fraction:g} x {plan.limit / GIB:.2f} GiB, {plan.source}); the "
       f"smallest needs {rows[-1].total / GIB:.2f} GiB. Try model.remat=True, "
       "model.dtype=bfloat16 or a smaller data.image_size.",
-      ProbeResult(0, plan, rows))
+      ProbeResult(0, plan, rows, list(notes)))
 
 
 def format_table(result: ProbeResult) -> str:
@@ -165,21 +173,38 @@ def format_table(result: ProbeResult) -> str:
     lines.append(
         f"| {mark}{m.batch_size}{mark} | {m.per_device} | " + " | ".join(gib) +
         f" | {'yes' if m.fits else 'no'} | {m.step or '-'} | {m.compile_s:.1f} |")
+  if result.notes:
+    lines += [""] + [f"Note: {note}" for note in result.notes]
   if result.batch_size:
     lines += ["", f"Picked global batch size {result.batch_size}."]
   return "\n".join(lines)
 
 
-def probe_config(config, mesh) -> ProbeResult:
+def probe_config(config, mesh, **options) -> ProbeResult:
   """`probe` of the model and train step that `config` builds."""
   model, optimizer, _ = builder.make_model_and_optimizer(config)
   train_step = builder.jit_train_step(model, optimizer, config, mesh)
-  return probe(config, mesh, model, optimizer, train_step)
+  return probe(config, mesh, model, optimizer, train_step, **options)
+
+
+def probe_target(config) -> ProbeResult:
+  """The probe of `config.probe.target` GPUs, compiled for them deviceless."""
+  name = config.probe.target
+  notes = [gpu_compile.ATTENTION_NOTE] if config.model.attn_impl == "auto" else []
+  config = gpu_compile.deviceless_config(config)
+  mesh = gpu_compile.target_mesh(name, int(config.probe.target_devices))
+  limit, source = gpu_compile.allocator_limit(name)
+  plan = Budget(limit, float(config.probe.memory_fraction), source)
+  with backend.tracing_for("gpu"):
+    return probe_config(config, mesh, plan=plan, runs=False, notes=notes)
 
 
 def run_probe(config, workdir: str) -> ProbeResult:
   """--mode=probe: measures, prints the table, writes WORKDIR/probe.json."""
-  result = probe_config(config, parallel.make_mesh())
+  if config.probe.target:
+    result = probe_target(config)
+  else:
+    result = probe_config(config, parallel.make_mesh())
   print(format_table(result), flush=True)
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)

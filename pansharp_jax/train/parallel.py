@@ -128,7 +128,7 @@ def _wait_for_coordinator(address: str, seconds: int) -> None:
       time.sleep(0.5)
 
 
-def _data_mesh(devices) -> jax.sharding.Mesh:
+def data_mesh(devices) -> jax.sharding.Mesh:
   # Auto axes: shardings are given explicitly at jit boundaries. The sizes
   # go by position: jax 0.11 renamed that parameter (axis_shapes -> axis_sizes).
   return jax.make_mesh((len(devices),), ("data",),
@@ -137,14 +137,14 @@ def _data_mesh(devices) -> jax.sharding.Mesh:
 
 def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
   """A 1D ('data',) mesh over all (or the first `num_devices`) devices."""
-  return _data_mesh(jax.devices()[:num_devices or jax.device_count()])
+  return data_mesh(jax.devices()[:num_devices or jax.device_count()])
 
 
 def local_mesh(batch_size: int) -> jax.sharding.Mesh:
   """A ('data',) mesh over the most of this host's devices that split
   `batch_size` evenly (evaluation and prediction run per host)."""
   devices = jax.local_devices()
-  return _data_mesh(devices[:math.gcd(batch_size, len(devices))])
+  return data_mesh(devices[:math.gcd(batch_size, len(devices))])
 
 
 def to_local(tree, mesh):

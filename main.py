@@ -91,10 +91,12 @@ def main(argv):
   try:
     config_checks.validate(config)
     if config.probe.target:
-      if _MODE.value == "train":
+      # Every other mode runs on this host: the target's CPU-only switch
+      # and its pass on the fused scan's device check must not reach them.
+      if _MODE.value != "probe":
         raise errors.ConfigError(
             "config.probe.target: only --mode=probe compiles for a GPU that is "
-            "not here; training probes the devices it runs on")
+            f"not here; --mode={_MODE.value} runs on this host's devices")
       gpu_compile.compile_on_cpu()  # before anything starts a backend
       gpu_targets.require()
     parallel.initialize_distributed(config)

@@ -244,24 +244,24 @@ def probe(ctx):
       for m in result["measurements"]]
   picked = [r for r in figures["rows"] if r["picked"]]
   figures["confirmed"] = bool(picked) and picked[0]["confirm_step"] == "ok"
-  target = re.search(r"\b(H100|H200|A100)\b",
-                     ctx.result("environment").get("device_kind", ""))
+  environment = ctx.result("environment")
+  target = re.search(r"\b(H100|H200|A100)\b", environment.get("device_kind", ""))
   if picked and target and not smoke:
     figures["deviceless"] = _deviceless_probe(
         ctx, config, [o for o in overrides if "max_batch_size" not in o],
-        target.group(1).lower(), picked[0]["batch"])
+        target.group(1).lower(), picked[0]["batch"], environment.get("device_count") or 1)
   if not figures["confirmed"]:
     raise SectionError("the probe's pick was not confirmed by a real step",
                        figures)
   return figures
 
 
-def _deviceless_probe(ctx, config, overrides, target, batch) -> dict:
-  """The device's pick compiled deviceless for its GPU model on the CPU
-  backend (`--config.probe.target`, docs/gpu.md), beside the device's own."""
+def _deviceless_probe(ctx, config, overrides, target, batch, devices) -> dict:
+  """The device's pick compiled deviceless for as many of its GPU (probe.target)."""
   workdir = ctx.path("work", "probe_deviceless")
   shutil.rmtree(workdir, ignore_errors=True)
   cmd = main_cmd(config, workdir, *overrides, f"--config.probe.target={target}",
+                 f"--config.probe.target_devices={devices}",
                  f"--config.probe.max_batch_size={batch}")
   try:
     record = run_main(ctx, cmd, "probe_deviceless", env={"JAX_PLATFORMS": "cpu"})

@@ -221,3 +221,35 @@ def test_train_step_keeps_going_when_a_child_dies(tmp_path, monkeypatch):
   assert result["rows"][0]["reason"] == "not measured: timed out after 90 s (killed)"
   assert result["status"] == "failed"
   assert result["job_errors"][0]["log_tail"] == "compiling..."
+
+
+def test_deviceless_probe_compiles_the_pick_for_as_many_gpus(tmp_path, monkeypatch):
+  """On 8 H100s the probe's global pick (8 per device) is compiled deviceless
+  for 8 H100s, not at 64 per device on one."""
+  commands = []
+
+  def run_main(ctx, cmd, log_name, **options):
+    commands.append(cmd)
+    workdir = cmd[cmd.index("--workdir") + 1]
+    os.makedirs(workdir, exist_ok=True)
+    row = {"batch_size": 64, "per_device": 8, "argument": 0, "output": 0,
+           "temp": 2**30, "alias": 0, "fits": True, "step": "ok", "compile_s": 1.0}
+    with open(os.path.join(workdir, "probe.json"), "w") as f:
+      json.dump({"batch_size": 64, "measurements": [row], "budget": {
+          "limit": 2**36, "fraction": 0.9, "source": "test"}}, f)
+    log = os.path.join(str(tmp_path), f"{log_name}.log")
+    open(log, "w").close()
+    return {"status": "ok", "wall_s": 1.0, "log": log}
+
+  monkeypatch.setattr(gpu_suite.sections, "run_main", run_main)
+  suite = gpu_suite.Suite(str(tmp_path), budget_s=450, clock=FakeClock())
+  suite.results["environment"] = {"device_kind": "NVIDIA H100 80GB HBM3",
+                                  "device_count": 8}
+  ctx = gpu_suite.Context(suite, 450.0,
+                          args=gpu_suite.parse_args(["--out", str(tmp_path)]), env={})
+  figures = gpu_suite.sections.probe(ctx)
+  assert figures["deviceless"]["status"] == "ok"
+  deviceless = commands[1]
+  assert "--config.probe.target=h100" in deviceless
+  assert "--config.probe.target_devices=8" in deviceless
+  assert "--config.probe.max_batch_size=64" in deviceless

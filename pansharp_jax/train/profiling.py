@@ -2,10 +2,10 @@
 
 The trace of steps [first_step, first_step + num_steps) that a run executes
 (a resumed run starts at its first step if that is later) goes to
-WORKDIR/profile/, as `plugins/profile/<run>/<host>.xplane.pb`: open it with
+WORKDIR/profile/, as `plugins/profile/<run>/<host>.xplane.pb` for
 TensorBoard's profile plugin (`tensorboard --logdir WORKDIR/profile`) or
-Perfetto (`xprof`'s trace viewer). Each step is a `StepTraceAnnotation`, so
-the tools show per-step times.
+XProf, and beside it `perfetto_trace.json.gz` for ui.perfetto.dev. Each
+step is a `StepTraceAnnotation`, so the tools show per-step times.
 """
 
 import contextlib
@@ -29,7 +29,7 @@ class StepTrace:
     """Context of one train step: traced while the window lasts."""
     if self.count and self.traced < self.count and step >= self.first:
       if not self.active:
-        jax.profiler.start_trace(self.dir)
+        jax.profiler.start_trace(self.dir, create_perfetto_trace=True)
         self.active = True
       self.traced += 1
       return jax.profiler.StepTraceAnnotation("train", step_num=step)

@@ -31,12 +31,14 @@ needs_plugin = pytest.mark.skipif(
 
 
 def _main(args, tmp_path):
-  """main.py with the tiny model (train_tiny.py) at 32 px; the result."""
+  """main.py with the tiny model (train_tiny.py) at 32 px; the result.
+  Without the suite's JAX_PLATFORMS=cpu: main.py keeps off CUDA itself."""
   command = [sys.executable, "tests/train/train_tiny.py", "--config",
              "configs/default.py", f"--workdir={tmp_path / 'run'}", "--mode=probe",
              *train_tiny.FLAGS, *args]
+  env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
   return subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                        timeout=600, env=dict(os.environ, PYTHONPATH=ROOT))
+                        timeout=600, env=dict(env, PYTHONPATH=ROOT))
 
 
 def _one_error_line(result):
@@ -52,16 +54,22 @@ def test_unknown_gpu_is_one_line(tmp_path):
                   "h100, h200 (or empty: this host's devices)")
 
 
-def test_training_does_not_take_a_target():
+@pytest.mark.parametrize("mode", ["train", "evaluate"])
+def test_only_probe_takes_a_target(mode):
+  """Other modes run here: neither the CPU-only switch nor the fused scan's
+  pass on its device check may reach them."""
   config = train_tiny.config()
   config.probe.target = "h100"
-  config_checks.validate(config)  # a valid field; main.py refuses it for train
+  config_checks.validate(config)  # a valid field; main.py refuses it elsewhere
   result = subprocess.run(
       [sys.executable, "tests/train/train_tiny.py", "--config", "configs/default.py",
-       "--workdir=/nonexistent/run", *train_tiny.FLAGS,
-       "--config.probe.target=h100"], cwd=ROOT, capture_output=True, text=True,
-      timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
-  assert "only --mode=probe compiles for a GPU" in _one_error_line(result)
+       "--workdir=/nonexistent/run", f"--mode={mode}", *train_tiny.FLAGS,
+       "--config.probe.target=h100", "--config.model.scan_method=fused"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, PYTHONPATH=ROOT))
+  assert _one_error_line(result) == (
+      "error: config.probe.target: only --mode=probe compiles for a GPU that "
+      f"is not here; --mode={mode} runs on this host's devices")
 
 
 def test_missing_plugin_says_what_to_install(monkeypatch):

@@ -28,6 +28,9 @@ def test_profile_traces_the_chosen_steps(tmp_path):
            for line in plane.lines for event in line.events
            if event.name == "train"]
   assert sorted(steps) == [2, 3]
+  # Perfetto's file beside it (ui.perfetto.dev does not read xplane.pb).
+  assert os.path.exists(os.path.join(os.path.dirname(traces[0]),
+                                     "perfetto_trace.json.gz"))
 
 
 def test_no_profile_by_default(tmp_path):

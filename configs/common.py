@@ -36,6 +36,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.synthetic.num_val = 16
   data.synthetic.num_test = 16
   data.synthetic.cache_mb = 1024     # rendered samples kept in memory (per process)
+  # Sensor preset (data/presets.py): ikonos | quickbird | geoeye1 | wv2 | wv3 |
+  # landsat8 (ratio 2): band and PAN responses, bit depth, the radiometric
+  # range real scenes occupy (11-bit scenes are dark), noise, MTF,
+  # misregistration. It fixes data.num_bands, ratio, sensor and max_value,
+  # which must match (presets.preset_overrides). "": the demo's sensor.
+  data.synthetic.preset = ""
   data.augment = ml_collections.ConfigDict()
   data.augment.flips = True
   data.augment.rot90 = True

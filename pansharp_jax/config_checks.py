@@ -3,7 +3,7 @@
 import math
 
 from pansharp_jax import metrics, scene_metrics
-from pansharp_jax.data import scene, wald
+from pansharp_jax.data import presets, scene, wald
 from pansharp_jax.errors import ConfigError
 from pansharp_jax.models import registry, sizes, world
 from pansharp_jax.ops import backend, pallas_launch
@@ -134,6 +134,8 @@ def _check_data_fields(data):
            f"{scene} is smaller than data.image_size={data.image_size}")
   _at_least(syn, "data.synthetic.", ("num_train", "num_val", "num_test"), 1)
   _at_least(syn, "data.synthetic.", ("cache_mb",), 0)
+  if data.source == "synthetic":
+    presets.get_preset(data)  # a named preset fixes bands, ratio, sensor, range
   _in_range(data.augment, "data.augment.", "jitter", "[0, 1)")
 
 

@@ -40,6 +40,7 @@ BAD = [
     ("data.synthetic.num_val", 0, "must be >= 1"),
     ("data.synthetic.num_test", 0, "must be >= 1"),
     ("data.synthetic.cache_mb", -1, "must be >= 0"),
+    ("data.synthetic.preset", "spot6", "unknown preset 'spot6'"),
     ("data.augment.jitter", 1.0, "must be in [0, 1)"),
     ("model.name", "resnet", "must be one of pansharpener"),
     ("model.dtype", "float16", "must be one of float32, bfloat16"),

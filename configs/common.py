@@ -51,6 +51,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model = model = ml_collections.ConfigDict()
   model.name = "pansharpener"    # pansharpener | pnn | pannet | dicnn | fusionnet (docs/models.md)
   model.size = "base"            # tiny | small | base | large (models/sizes.py)
+  # Output heads (models/pansharpener.py): sigmoid (SPEC: the correction is
+  # added to the interpolated MS's logit) | residual (added to the MS itself)
+  model.head = "sigmoid"
+  # none | sample (the decoder sees lms and pan over their per-sample means;
+  # a residual correction is scaled back by the lms mean)
+  model.input_norm = "none"
   model.depth = 0                # ASSM blocks per layer; 0: the size's (base 6, large 8; the original builds 1)
   model.dtype = "float32"        # compute dtype; params stay float32
   model.remat = False            # rematerialise each ASSM / attention block

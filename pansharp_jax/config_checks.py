@@ -5,7 +5,7 @@ import math
 from pansharp_jax import metrics, scene_metrics
 from pansharp_jax.data import presets, scene, wald
 from pansharp_jax.errors import ConfigError
-from pansharp_jax.models import registry, sizes, world
+from pansharp_jax.models import pansharpener, registry, sizes, world
 from pansharp_jax.ops import backend, pallas_launch
 from pansharp_jax.ops.attention import IMPLS
 from pansharp_jax.ops.scan2d import DIRECTIONS
@@ -142,6 +142,8 @@ def _check_data_fields(data):
 def _check_model(model):
   _one_of(model, "model.", "name", registry.NAMES)
   _one_of(model, "model.", "size", tuple(sizes.SIZES))
+  _one_of(model, "model.", "head", pansharpener.HEADS)
+  _one_of(model, "model.", "input_norm", pansharpener.INPUT_NORMS)
   _one_of(model, "model.", "directions", DIRECTIONS)
   _one_of(model, "model.", "scan_method", METHODS)
   if model.scan_method == "fused":

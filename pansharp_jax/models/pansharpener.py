@@ -9,10 +9,11 @@ features' correction to the interpolated MS at its scale (the MS itself at
 1/4 when r = 4, else the pooled lms) and starts at zero, so an untrained
 model outputs the interpolated MS. `head`: 'sigmoid' (SPEC: the correction
 is added to the MS's logit) or 'residual' (added to the MS itself, as the
-detail-injection CNNs do; see HEADS). `input_norm`: 'none', or 'sample':
-the decoder sees lms and pan divided by their per-sample means, and a
-residual head's correction is multiplied back by the lms mean, so the
-network works at one scale whatever part of the range a scene occupies.
+detail-injection CNNs do; see HEADS). `input_norm`: 'none', 'sample' or
+'band': the decoder sees lms and pan divided by their per-sample means (for
+lms, one mean over its bands or one per band), and a residual head's
+correction is multiplied back by the lms mean(s), so the network works at
+one scale whatever part of the range a scene occupies.
 """
 
 import flax.linen as nn
@@ -59,7 +60,7 @@ def check_inputs(ms, pan, lms, num_bands):
 # the same slope everywhere; the output is clipped to [0, 1] where it is
 # scored, not in training.
 HEADS = ("sigmoid", "residual")
-INPUT_NORMS = ("none", "sample")
+INPUT_NORMS = ("none", "sample", "band")
 # Floor of the per-sample means of input_norm=sample (a black tile).
 _NORM_FLOOR = 1e-3
 
@@ -82,9 +83,11 @@ class Head(nn.Module):
     return jax.nn.sigmoid(delta + jax.scipy.special.logit(base))
 
 
-def _sample_mean(x):
-  """(B, 1, 1, 1) mean of each sample, at least _NORM_FLOOR."""
-  return jnp.maximum(jnp.mean(x, axis=(1, 2, 3), keepdims=True), _NORM_FLOOR)
+def _sample_mean(x, per_band=False):
+  """(B, 1, 1, 1) mean of each sample, or (B, 1, 1, C) of each of its
+  bands, at least _NORM_FLOOR."""
+  axes = (1, 2) if per_band else (1, 2, 3)
+  return jnp.maximum(jnp.mean(x, axis=axes, keepdims=True), _NORM_FLOOR)
 
 
 class Pansharpener(nn.Module):
@@ -104,8 +107,8 @@ class Pansharpener(nn.Module):
     lms = upsample(ms, height, width) if lms is None else lms.astype(jnp.float32)
 
     scale, lms_in, pan_in = 1.0, lms, pan.astype(jnp.float32)
-    if self.input_norm == "sample":
-      scale = _sample_mean(lms)
+    if self.input_norm != "none":
+      scale = _sample_mean(lms, per_band=self.input_norm == "band")
       lms_in, pan_in = lms / scale, pan_in / _sample_mean(pan_in)
     quarter, half, full = GPPNNDecoder(self.size, self.blocks, self.world,
                                        train, self.dtype, name="decoder")(

@@ -57,7 +57,7 @@ def test_residual_head_gradient_does_not_shrink_on_dark_pixels():
     np.testing.assert_allclose(jax.grad(out)(jnp.zeros(1)), [slope], rtol=2e-3)
 
 
-@pytest.fixture(scope="module", params=["none", "sample"])
+@pytest.fixture(scope="module", params=["none", "sample", "band"])
 def residual(request):
   model = h.build(4, head="residual", input_norm=request.param)
   ms, pan, lms = h.inputs(seed=4, height=HEIGHT, width=WIDTH)
@@ -95,11 +95,12 @@ def test_residual_gradients_reach_every_parameter(residual):
   assert not dead, dead
 
 
-def test_sample_norm_makes_the_residual_model_scale_equivariant():
-  """With input_norm=sample, a scene k times as bright (a sensor using a
-  smaller part of its range) gets k times the output: the network works at
-  one scale whatever the radiometry."""
-  model = h.build(4, head="residual", input_norm="sample")
+@pytest.mark.parametrize("norm", ["sample", "band"])
+def test_input_norm_makes_the_residual_model_scale_equivariant(norm):
+  """With input_norm=sample or band, a scene k times as bright (a sensor
+  using a smaller part of its range) gets k times the output: the network
+  works at one scale whatever the radiometry."""
+  model = h.build(4, head="residual", input_norm=norm)
   ms, pan, lms = h.inputs(seed=5, height=HEIGHT, width=WIDTH)
   params = h.wake_heads(jax.jit(model.init)(h.key(0), ms, pan)["params"])
   forward = jax.jit(lambda ms, pan, lms: model.apply({"params": params}, ms, pan, lms))
@@ -108,7 +109,7 @@ def test_sample_norm_makes_the_residual_model_scale_equivariant():
   for b, d in zip(bright, dark):
     np.testing.assert_allclose(d, 0.2 * np.asarray(b), rtol=2e-4, atol=1e-6)
   # Without it the residual model is not: the correction keeps its size.
-  plain = h.build(4, head="residual")
+  plain = h.build(4, head="residual", input_norm="none")
   out = lambda *x: plain.apply({"params": params}, *x)[-1]
   assert np.abs(out(0.2 * ms, 0.3 * pan, 0.2 * lms) -
                 0.2 * out(ms, pan, lms)).max() > 1e-3

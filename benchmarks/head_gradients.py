@@ -4,7 +4,7 @@
 
 For each sensor preset (`data/presets.py`; demo: the README demo's sensor),
 one batch of 8 validation tiles (32 px) and the tiny model at one init,
-twice: `model.head=sigmoid` and `residual`. Prints the norm of the training
+twice: `model.head=sigmoid` and `residual` (`input_norm=none`). Prints the norm of the training
 loss's gradient (configs/default.py's loss weights, train mode) with
 respect to the three head kernels at the init (heads at zero, so both
 models compute the same output), and with respect to every decoder
@@ -52,7 +52,7 @@ def _batch(config) -> dict:
 def _norms(config, batch, head: str) -> tuple[float, float]:
   """(head kernels' gradient norm at init, decoder gradient norm with woken
   heads) of the training loss."""
-  config.model.head = head
+  config.model.head, config.model.input_norm = head, "none"
   model = registry.build_model(config.model, int(config.data.num_bands))
   key = jax.random.key(0, impl="unsafe_rbg")
   params = jax.jit(model.init)(key, batch["ms"], batch["pan"])["params"]

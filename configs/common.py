@@ -36,6 +36,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   data.synthetic.num_val = 16
   data.synthetic.num_test = 16
   data.synthetic.cache_mb = 1024     # rendered samples kept in memory (per process)
+  # Sensor preset (data/presets.py): ikonos | quickbird | geoeye1 | wv2 | wv3 |
+  # landsat8 (ratio 2): band and PAN responses, bit depth, the radiometric
+  # range real scenes occupy (11-bit scenes are dark), noise, MTF,
+  # misregistration. It fixes data.num_bands, ratio, sensor and max_value,
+  # which must match (presets.preset_overrides). "": the demo's sensor.
+  data.synthetic.preset = ""
   data.augment = ml_collections.ConfigDict()
   data.augment.flips = True
   data.augment.rot90 = True
@@ -45,6 +51,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model = model = ml_collections.ConfigDict()
   model.name = "pansharpener"    # pansharpener | pnn | pannet | dicnn | fusionnet (docs/models.md)
   model.size = "base"            # tiny | small | base | large (models/sizes.py)
+  # Output heads (models/pansharpener.py, docs/models.md): residual (the
+  # correction is added to the interpolated MS) | sigmoid (SPEC: added to
+  # its logit). residual + sample learn faster on dark 11-bit scenes
+  # (docs/recipes.md).
+  model.head = "residual"
+  # sample | band | none (SPEC): the decoder sees lms and pan over their
+  # per-sample means (for lms one over its bands, or one per band); a
+  # residual correction is scaled back by the lms mean.
+  model.input_norm = "sample"
   model.depth = 0                # ASSM blocks per layer; 0: the size's (base 6, large 8; the original builds 1)
   model.dtype = "float32"        # compute dtype; params stay float32
   model.remat = False            # rematerialise each ASSM / attention block

@@ -38,6 +38,8 @@ def get_config():
 
   config.model.size = "base"
   config.model.depth = 1
+  config.model.head = "sigmoid"  # the original's heads (SPEC §2.4), unscaled inputs
+  config.model.input_norm = "none"
   config.model.remat = True      # a base step at 256 px; see configs/base_256.py
   config.model.world.preset = "full"
   config.loss.dsc = 0.3

@@ -5,9 +5,9 @@ import math
 import jax
 
 from pansharp_jax import metrics, scene_metrics
-from pansharp_jax.data import scene, wald
+from pansharp_jax.data import presets, scene, wald
 from pansharp_jax.errors import ConfigError
-from pansharp_jax.models import registry, sizes, world
+from pansharp_jax.models import pansharpener, registry, sizes, world
 from pansharp_jax.ops import gpu_targets, pallas_launch
 from pansharp_jax.ops.attention import IMPLS
 from pansharp_jax.ops.scan2d import DIRECTIONS
@@ -151,12 +151,16 @@ def _check_data_fields(data):
            f"{scene} is smaller than data.image_size={data.image_size}")
   _at_least(syn, "data.synthetic.", ("num_train", "num_val", "num_test"), 1)
   _at_least(syn, "data.synthetic.", ("cache_mb",), 0)
+  if data.source == "synthetic":
+    presets.get_preset(data)  # a named preset fixes bands, ratio, sensor, range
   _in_range(data.augment, "data.augment.", "jitter", "[0, 1)")
 
 
 def _check_model(model):
   _one_of(model, "model.", "name", registry.NAMES)
   _one_of(model, "model.", "size", tuple(sizes.SIZES))
+  _one_of(model, "model.", "head", pansharpener.HEADS)
+  _one_of(model, "model.", "input_norm", pansharpener.INPUT_NORMS)
   _one_of(model, "model.", "directions", DIRECTIONS)
   _one_of(model, "model.", "scan_method", METHODS)
   if model.scan_method == "fused":

@@ -5,7 +5,8 @@ Reflectances are coarse curves in [0, 1] at a few wavelengths from 400 to
 chlorophyll dip and red edge, soil's slow rise, water's near-infrared
 absorption, the flat grey of concrete and asphalt. MS bands are Gaussian
 responses placed like a real sensor's (QuickBird for 4 bands, WorldView-3 for
-8); the PAN response is a broad plateau, so it also sees wavelengths no MS
+8, or a sensor preset's edges: `presets.py`); the PAN response is a broad
+plateau, so it also sees wavelengths no MS
 band covers (the red edge, the gaps between bands): on vegetation, water and
 shadows the PAN is not a linear mix of the MS bands, as on real sensors.
 
@@ -77,9 +78,10 @@ def _flat_top_band(low, high):
   return np.exp(-np.log(2) * np.abs((WAVELENGTHS - centre) / half) ** 6)
 
 
-def band_responses(num_bands: int) -> np.ndarray:
-  """(num_bands, wavelengths) MS responses, each summing to 1."""
-  edges = _BAND_EDGES.get(num_bands)
+def band_responses(num_bands: int, edges=()) -> np.ndarray:
+  """(num_bands, wavelengths) MS responses, each summing to 1; `edges`
+  ((low, high) nm per band, a sensor preset's) or the defaults below."""
+  edges = edges or _BAND_EDGES.get(num_bands)
   if edges is None:
     bounds = np.linspace(450, 900, num_bands + 1)
     edges = list(zip(bounds[:-1], bounds[1:] - 10))
@@ -87,10 +89,11 @@ def band_responses(num_bands: int) -> np.ndarray:
   return responses / responses.sum(1, keepdims=True)
 
 
-def pan_response(num_bands: int) -> np.ndarray:
+def pan_response(num_bands: int, edges=()) -> np.ndarray:
   """(wavelengths,) PAN response summing to 1: a plateau with soft edges,
-  450-900 nm (450-800 nm for the 8-band WorldView-3-like set)."""
-  low, high = 450.0, 800.0 if num_bands == 8 else 900.0
+  from `edges` (low, high nm) or 450-900 nm (450-800 nm for the 8-band
+  WorldView-3-like set)."""
+  low, high = edges or (450.0, 800.0 if num_bands == 8 else 900.0)
   plateau = (1 / (1 + np.exp(-(WAVELENGTHS - low) / 12)) *
              1 / (1 + np.exp((WAVELENGTHS - high) / 12)))
   return plateau / plateau.sum()
@@ -107,13 +110,14 @@ def path_radiance() -> np.ndarray:
   return (450.0 / WAVELENGTHS) ** 4
 
 
-def sensor_channels(num_bands: int) -> np.ndarray:
+def sensor_channels(num_bands: int, band_edges=(), pan_edges=()) -> np.ndarray:
   """(num_bands + 1, wavelengths): the MS responses, then the PAN's."""
-  return np.concatenate([band_responses(num_bands),
-                         pan_response(num_bands)[None]])
+  return np.concatenate([band_responses(num_bands, band_edges),
+                         pan_response(num_bands, pan_edges)[None]])
 
 
-def material_tables(rng: np.random.Generator, num_bands: int):
+def material_tables(rng: np.random.Generator, num_bands: int, band_edges=(),
+                    pan_edges=()):
   """Per-scene material values in the sensor's channels (MS bands + PAN).
 
   Each material's curve is scaled and tilted a little per scene (no two
@@ -121,7 +125,7 @@ def material_tables(rng: np.random.Generator, num_bands: int):
   (components, channels) values under full sun and in shadow, and the
   (channels,) haze spectrum, all as reflectance-like fractions.
   """
-  channels = sensor_channels(num_bands)
+  channels = sensor_channels(num_bands, band_edges, pan_edges)
   count = len(COMPONENTS)
   tilt = 1 + rng.uniform(-0.1, 0.1, (count, 1)) * (WAVELENGTHS - 700) / 300
   curves = reflectance() * rng.uniform(0.85, 1.15, (count, 1)) * tilt

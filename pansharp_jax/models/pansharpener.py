@@ -3,11 +3,17 @@
 `Pansharpener(...)(ms, pan, lms=None, train=False)` with ms (B, H/r, W/r, C)
 in [0, 1] for a ratio r of 2, 4 or 8, pan (B, H, W, 1) and lms (B, H, W, C)
 or None (then bicubic upsampling of ms). H and W: any multiple of 4 and of
-r; C: any band count. Returns float32 `(sr_1_4, sr_1_2, full)` from sigmoid
-heads at 1/4, 1/2 and full PAN resolution, whatever the ratio. Each head adds
-its features' correction to the logit of the interpolated MS at its scale
-(the MS itself at 1/4 when r = 4, else the pooled lms) and starts at zero, so
-an untrained model outputs the interpolated MS.
+r; C: any band count. Returns float32 `(sr_1_4, sr_1_2, full)` from heads
+at 1/4, 1/2 and full PAN resolution, whatever the ratio. Each head adds its
+features' correction to the interpolated MS at its scale (the MS itself at
+1/4 when r = 4, else the pooled lms) and starts at zero, so an untrained
+model outputs the interpolated MS. `head`: 'sigmoid' (SPEC: the correction
+is added to the MS's logit) or 'residual' (added to the MS itself, as the
+detail-injection CNNs do; see HEADS). `input_norm`: 'none', 'sample' or
+'band': the decoder sees lms and pan divided by their per-sample means (for
+lms, one mean over its bands or one per band), and a residual head's
+correction is multiplied back by the lms mean(s), so the network works at
+one scale whatever part of the range a scene occupies.
 """
 
 import flax.linen as nn
@@ -46,17 +52,42 @@ def check_inputs(ms, pan, lms, num_bands):
                      f"got {lms.shape}")
 
 
+# sigmoid: sigmoid(conv(features) + logit(base)), output inside (0, 1) by
+# construction (SPEC §2.4). Its slope is p(1 - p): 0.09 at p = 0.1 against
+# 0.25 at 0.5, so on dark scenes (11-bit products fill ~0.02-0.35 of the
+# range) a correction of a given size needs a several times larger conv
+# output, and its gradient shrinks as much. residual: base + conv(features),
+# the same slope everywhere; the output is clipped to [0, 1] where it is
+# scored, not in training.
+HEADS = ("sigmoid", "residual")
+INPUT_NORMS = ("none", "sample", "band")
+# Floor of the per-sample means of input_norm=sample (a black tile).
+_NORM_FLOOR = 1e-3
+
+
 class Head(nn.Module):
-  """sigmoid(conv3x3(features) + logit(base)); the conv starts at zero."""
+  """The correction conv3x3(features), zero at the start, applied to `base`
+  through the `kind` of HEADS; `scale` multiplies a residual correction."""
   num_bands: int
+  kind: str = "sigmoid"
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, features, base):
+  def __call__(self, features, base, scale=1.0):
     delta = nn.Conv(self.num_bands, (3, 3), dtype=self.dtype,
                     kernel_init=nn.initializers.zeros)(features)
-    base = jnp.clip(base.astype(jnp.float32), _LOGIT_EPS, 1 - _LOGIT_EPS)
-    return jax.nn.sigmoid(delta.astype(jnp.float32) + jax.scipy.special.logit(base))
+    delta, base = delta.astype(jnp.float32), base.astype(jnp.float32)
+    if self.kind == "residual":
+      return base + scale * delta
+    base = jnp.clip(base, _LOGIT_EPS, 1 - _LOGIT_EPS)
+    return jax.nn.sigmoid(delta + jax.scipy.special.logit(base))
+
+
+def _sample_mean(x, per_band=False):
+  """(B, 1, 1, 1) mean of each sample, or (B, 1, 1, C) of each of its
+  bands, at least _NORM_FLOOR."""
+  axes = (1, 2) if per_band else (1, 2, 3)
+  return jnp.maximum(jnp.mean(x, axis=axes, keepdims=True), _NORM_FLOOR)
 
 
 class Pansharpener(nn.Module):
@@ -64,6 +95,8 @@ class Pansharpener(nn.Module):
   size: ModelSize
   blocks: BlockOptions = BlockOptions()
   world: WorldOptions = WorldOptions()
+  head: str = "sigmoid"
+  input_norm: str = "none"
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -73,15 +106,19 @@ class Pansharpener(nn.Module):
     ms = ms.astype(jnp.float32)
     lms = upsample(ms, height, width) if lms is None else lms.astype(jnp.float32)
 
+    scale, lms_in, pan_in = 1.0, lms, pan.astype(jnp.float32)
+    if self.input_norm != "none":
+      scale = _sample_mean(lms, per_band=self.input_norm == "band")
+      lms_in, pan_in = lms / scale, pan_in / _sample_mean(pan_in)
     quarter, half, full = GPPNNDecoder(self.size, self.blocks, self.world,
                                        train, self.dtype, name="decoder")(
-                                           lms.astype(self.dtype),
-                                           pan.astype(self.dtype))
+                                           lms_in.astype(self.dtype),
+                                           pan_in.astype(self.dtype))
+    head = lambda name: Head(self.num_bands, self.head, self.dtype, name=name)
     base_1_4 = ms if 4 * ms.shape[1] == height else avg_pool2(avg_pool2(lms))
-    sr_1_4 = Head(self.num_bands, self.dtype, name="head_quarter")(quarter, base_1_4)
-    sr_1_2 = Head(self.num_bands, self.dtype, name="head_half")(
-        half, avg_pool2(lms))
-    sr_full = Head(self.num_bands, self.dtype, name="head_full")(full, lms)
+    sr_1_4 = head("head_quarter")(quarter, base_1_4, scale)
+    sr_1_2 = head("head_half")(half, avg_pool2(lms), scale)
+    sr_full = head("head_full")(full, lms, scale)
     if self.world.patch_prior and not train:
       sr_full = patch_prior_refine(sr_full, lms, self.world.patch_size,
                                    self.world.patch_overlap,

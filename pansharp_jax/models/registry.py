@@ -57,4 +57,6 @@ def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
       size=size,
       blocks=blocks,
       world=world_options,
+      head=model_config.get("head", "sigmoid"),
+      input_norm=model_config.get("input_norm", "none"),
       dtype=dtype)

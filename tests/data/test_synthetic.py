@@ -119,8 +119,8 @@ def test_the_source_draws_a_shift_per_scene(data_config, monkeypatch):
   drawn = source._render(0)
   draw = synthetic.misregistration
 
-  def no_shift(rng):
-    draw(rng)  # the same random draws, so the rest of the scene is unchanged
+  def no_shift(rng, max_shift):
+    draw(rng, max_shift)  # the same random draws, so the rest of the scene is unchanged
     return (0.0, 0.0)
 
   monkeypatch.setattr(synthetic, "misregistration", no_shift)

@@ -166,8 +166,11 @@ def test_bf16_compute_keeps_float32_params(tiny, tiny_outputs):
     assert out.dtype == jnp.float32
     # bf16 rounding can flip a pixel's argmax route, which moves it in the
     # sorted scan: a few pixels differ more, the output as a whole does not.
+    # The residual heads pass the woken heads' large corrections unsquashed
+    # (outputs up to ~1 away from the MS), so the bound is relative to them.
     error = np.abs(np.asarray(out) - np.asarray(ref))
-    assert error.mean() < 1e-2 and np.quantile(error, 0.9) < 3e-2
+    spread = max(1.0, float(np.abs(np.asarray(ref)).mean()) / 0.25)
+    assert error.mean() < 1e-2 * spread and np.quantile(error, 0.9) < 3e-2 * spread
 
 
 def test_scan_layers_matches_the_block_loop():

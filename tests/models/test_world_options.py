@@ -83,8 +83,9 @@ def test_patch_prior_refines_eval_output_only(tiny, tiny_outputs):
   expected = world.patch_prior_refine(tiny_outputs[-1], tiny.lms)
   np.testing.assert_allclose(refined[-1], expected, atol=1e-6)
   assert h.max_abs_diff(refined[-1], tiny_outputs[-1]) > 1e-4
-  # Two compiled programs: equal up to float rounding.
-  assert h.max_abs_diff(refined[:2], tiny_outputs[:2]) < 1e-6
+  # Two compiled programs: equal up to float rounding (outputs of order 1,
+  # unclipped with the residual heads).
+  assert h.max_abs_diff(refined[:2], tiny_outputs[:2]) < 2e-5
 
 
 @pytest.mark.parametrize("option", ["dsc", "wacx"])

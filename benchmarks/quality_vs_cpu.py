@@ -1,0 +1,113 @@
+"""The scaling study's table and plot: quality against steps and CPU seconds.
+
+    python -m benchmarks.quality_vs_cpu --root=runs/scaling \
+        --presets=ikonos,wv2,landsat8 --out=docs/images/quality_vs_cpu.png \
+    [--networks=sigmoid,residual_norm,fusionnet,dicnn]
+
+Reads the runs `benchmarks/presets.py` wrote at several step budgets, one
+workdir per budget: ROOT/steps<N>/<preset>/<network>_s<seed>/ (its
+eval/report.json and time.json). Prints, per preset, each network's mean
+validation ERGAS and mean CPU seconds (user + system of the whole run,
+compiles included) at each budget, and draws one panel per preset: ERGAS
+against CPU seconds, one line per network through its budgets.
+"""
+
+import collections
+import glob
+import json
+import os
+import re
+
+from absl import app
+from absl import flags
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from pansharp_jax import curves
+
+ROOT = flags.DEFINE_string("root", "runs/scaling", "Folder of the steps<N>/ workdirs.")
+PRESETS = flags.DEFINE_list("presets", ["ikonos", "wv2", "landsat8"], "Presets.")
+NETWORKS = flags.DEFINE_list("networks", [], "Run names to show (all if empty), "
+                             "e.g. sigmoid,residual_norm,fusionnet,dicnn.")
+OUT = flags.DEFINE_string("out", "docs/images/quality_vs_cpu.png", "Plot path.")
+
+_PANEL, _BOX = (420, 330), (62, 34, 404, 290)
+_COLOURS = ((31, 119, 180), (214, 39, 40), (255, 127, 14), (44, 160, 44),
+            (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127),
+            (188, 189, 34), (23, 190, 207))
+
+
+def collect(root: str, preset: str) -> dict:
+  """{network: {steps: (mean ERGAS, mean Q2n, mean CPU s, seeds)}}."""
+  runs = collections.defaultdict(lambda: collections.defaultdict(list))
+  for path in glob.glob(os.path.join(root, "steps*", preset, "*_s*",
+                                     "eval", "report.json")):
+    run = os.path.dirname(os.path.dirname(path))
+    steps = int(re.search(r"steps(\d+)", run).group(1))
+    network = re.sub(r"_s\d+$", "", os.path.basename(run))
+    if NETWORKS.value and network not in NETWORKS.value:
+      continue
+    with open(path) as f:
+      model = json.load(f)["mean"]["model"]
+    with open(os.path.join(run, "time.json")) as f:
+      cpu = json.load(f)["cpu"]
+    runs[network][steps].append((model["ergas"], model["q2n"], cpu))
+  return {net: {s: (*np.mean(v, 0), len(v)) for s, v in sorted(by.items())}
+          for net, by in sorted(runs.items())}
+
+
+def table(preset: str, result: dict) -> str:
+  budgets = sorted({s for by in result.values() for s in by})
+  lines = [f"\n### {preset}: ERGAS (CPU s) at each step budget\n",
+           "| network | " + " | ".join(f"{s} steps" for s in budgets) + " |",
+           "|---|" + "---:|" * len(budgets)]
+  for net, by in result.items():
+    cells = [f"{by[s][0]:.3f} ({by[s][2]:.0f})" if s in by else "-"
+             for s in budgets]
+    lines.append(f"| {net} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def draw(results: dict) -> Image.Image:
+  fonts = {k: ImageFont.load_default(size=s)
+           for k, s in (("title", 15), ("tick", 12), ("label", 12))}
+  canvas = Image.new("RGB", (_PANEL[0] * len(results), _PANEL[1] + 24), "white")
+  pen = ImageDraw.Draw(canvas)
+  networks = sorted({n for r in results.values() for n in r})
+  colour = dict(zip(networks, _COLOURS))
+  for i, (preset, result) in enumerate(results.items()):
+    left = i * _PANEL[0]
+    box = (left + _BOX[0], _BOX[1], left + _BOX[2], _BOX[3])
+    points = np.array([(v[2], v[0]) for by in result.values() for v in by.values()])
+    xlim = (0.0, float(points[:, 0].max()) * 1.08)
+    axes = curves._Axes(box, xlim, curves._limits(points[:, 1]))
+    curves._draw_grid(pen, axes, fonts)
+    pen.text((left + _PANEL[0] / 2, 8), f"{preset}: val ERGAS vs CPU s",
+             fill="black", font=fonts["title"], anchor="mt")
+    for net, by in result.items():
+      xy = [axes.px(v[2], v[0]) for v in by.values()]
+      if len(xy) > 1:
+        pen.line(xy, fill=colour[net], width=2)
+      for x, y in xy:
+        pen.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colour[net])
+  x = 8
+  for net in networks:  # the legend
+    pen.rectangle((x, _PANEL[1] + 6, x + 12, _PANEL[1] + 18), fill=colour[net])
+    pen.text((x + 16, _PANEL[1] + 4), net, fill="black", font=fonts["tick"])
+    x += 24 + int(pen.textlength(net, font=fonts["tick"]))
+  return canvas
+
+
+def main(argv):
+  del argv
+  results = {p: collect(ROOT.value, p) for p in PRESETS.value}
+  results = {p: r for p, r in results.items() if r}
+  for preset, result in results.items():
+    print(table(preset, result))
+  os.makedirs(os.path.dirname(os.path.abspath(OUT.value)), exist_ok=True)
+  draw(results).save(OUT.value, format="PNG")
+  print(f"\nwrote {OUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)

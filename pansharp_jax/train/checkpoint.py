@@ -46,10 +46,13 @@ def check_saved_model(config, workdir: str) -> None:
     return
   try:
     with open(path) as f:
-      saved = json.load(f).get("model", {})
+      saved = json.load(f)
   except (OSError, ValueError):  # no readable record of the run: nothing to check
     return
-  if saved.get("name", "pansharpener") != "pansharpener":
+  saved = saved.get("model") if isinstance(saved, dict) else None
+  # Runs from before model.name existed trained the only model there was.
+  if (not isinstance(saved, dict) or
+      saved.get("name", "pansharpener") != "pansharpener"):
     return
   for field, before in _SAME_SHAPE_FIELDS.items():
     trained, now = saved.get(field, before), config.model.get(field, before)

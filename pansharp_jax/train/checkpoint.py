@@ -9,6 +9,9 @@ A checkpoint step directory appears only once it is complete (orbax writes to
 a temporary name and renames), so a kill mid-save leaves the previous
 checkpoints intact. A finished checkpoint whose files were damaged later is
 skipped on restore in favour of the one before it.
+
+`check_saved_model` refuses weights whose run (its config.json) trained
+another `model.head` / `model.input_norm`: same shapes, other meaning.
 """
 
 import json

@@ -57,6 +57,7 @@ def restore(config, workdir: str, weights: str = "latest",
             purpose: str = "use") -> Restored:
   """The model named by `config` with the `weights` of `workdir`."""
   require_checkpoint(workdir, weights, purpose)
+  checkpoint.check_saved_model(config, workdir)
   model, optimizer, _ = builder.make_model_and_optimizer(config)
   init = builder.make_init(config, model, optimizer, parallel.make_mesh())
   abstract = jax.eval_shape(init, jax.random.PRNGKey(config.seed))

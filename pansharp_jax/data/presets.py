@@ -10,9 +10,10 @@ The radiometric range matters most: 11-bit VHR products (IKONOS,
 QuickBird, WorldView-2/3) come as DN of 0..2047 of which land scenes use
 roughly 50..700 (unit-scale values ~0.02-0.35), 8-bit products (the
 GeoEye-1 sets of the field's benchmarks) are stretched to fill 0..255, and
-Landsat 8/9 Level-1 products store 12-bit measurements scaled to 16 bits
-(reflectance = 2e-5 DN - 0.1: full scale is reflectance 1.21, and the
-offset alone reads 5000 DN; land reads ~7000-30000 DN of 65535).
+Landsat 8/9 Level-1 products store 12-bit (Landsat 9's OLI-2: 14-bit)
+measurements scaled to 16 bits (reflectance = 2e-5 DN - 0.1: full scale is
+reflectance 1.21, and the offset alone reads 5000 DN; land reads
+~7000-30000 DN of 65535).
 `brightness` is the range of the per-scene factor from reflectance to a
 fraction of full scale, `offset` a constant added to every channel
 (Landsat's -0.1 reflectance offset).

@@ -9,8 +9,12 @@ A checkpoint step directory appears only once it is complete (orbax writes to
 a temporary name and renames), so a kill mid-save leaves the previous
 checkpoints intact. A finished checkpoint whose files were damaged later is
 skipped on restore in favour of the one before it.
+
+`check_saved_model` refuses weights whose run (its config.json) trained
+another `model.head` / `model.input_norm`: same shapes, other meaning.
 """
 
+import json
 import os
 import shutil
 
@@ -20,6 +24,45 @@ from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 from pansharp_jax.errors import CheckpointError
+
+
+# Pansharpener fields that change what its weights mean without changing
+# their shapes, with the value runs saved before the field existed had.
+_SAME_SHAPE_FIELDS = {"head": "sigmoid", "input_norm": "none"}
+
+
+def _has_weights(workdir: str) -> bool:
+  return any(os.path.isdir(os.path.join(workdir, folder, name))
+             for folder in ("checkpoints", "best")
+             if os.path.isdir(os.path.join(workdir, folder))
+             for name in os.listdir(os.path.join(workdir, folder))
+             if name.isdigit())
+
+
+def check_saved_model(config, workdir: str) -> None:
+  """Raises CheckpointError when WORKDIR's weights were trained with another
+  `model.head` or `model.input_norm` than `config` names (read from the
+  run's config.json): they would load (the parameters are the same) and
+  fuse wrongly."""
+  path = os.path.join(workdir, "config.json")
+  if config.model.name != "pansharpener" or not _has_weights(workdir):
+    return
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, ValueError):  # no readable record of the run: nothing to check
+    return
+  saved = saved.get("model") if isinstance(saved, dict) else None
+  # Runs from before model.name existed trained the only model there was.
+  if (not isinstance(saved, dict) or
+      saved.get("name", "pansharpener") != "pansharpener"):
+    return
+  for field, before in _SAME_SHAPE_FIELDS.items():
+    trained, now = saved.get(field, before), config.model.get(field, before)
+    if trained != now:
+      raise CheckpointError(
+          f"{path}: its weights were trained with model.{field}={trained}, "
+          f"the config has {now}; pass --config.model.{field}={trained}")
 
 
 def make_manager(workdir: str, config) -> ocp.CheckpointManager:

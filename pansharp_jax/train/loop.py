@@ -70,6 +70,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   loss stays non-finite; the checkpoints already written are kept.
   """
   is_chief = jax.process_index() == 0
+  checkpoint.check_saved_model(config, workdir)  # before config.json is replaced
   if is_chief:
     _save_config(config, workdir)
 

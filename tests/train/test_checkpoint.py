@@ -1,5 +1,6 @@
 """Checkpoints: round trip and the data position, fallback past damaged ones, best export."""
 
+import json
 import os
 
 import jax
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import train_tiny
 
+from configs import default
 from pansharp_jax import errors
 from pansharp_jax.data import pipeline, sources
 from pansharp_jax.train import builder, checkpoint, parallel
@@ -124,3 +126,42 @@ def test_best_export_round_trip(setup, tmp_path):
       str(tmp_path), {"params": abstract.ema_params, **abstract.model_state})
   _equal(restored, variables)
   assert info == {"step": 0, "metric": "psnr", "value": 30.5}
+
+
+def _run_dir(tmp_path, model_section):
+  """A workdir as a run leaves it: config.json and one checkpoint step."""
+  os.makedirs(tmp_path / "checkpoints" / "100")
+  (tmp_path / "config.json").write_text(json.dumps({"model": model_section}))
+  return str(tmp_path)
+
+
+def test_weights_trained_with_other_heads_are_refused(tmp_path):
+  config = default.get_config()
+  # A run from before model.head existed trained the sigmoid heads on raw inputs.
+  old = _run_dir(tmp_path, {"name": "pansharpener", "size": "tiny"})
+  with pytest.raises(errors.CheckpointError,
+                     match=r"config.json: its weights were trained with "
+                           r"model.head=sigmoid, the config has residual; "
+                           r"pass --config.model.head=sigmoid"):
+    checkpoint.check_saved_model(config, old)
+  config.model.head = "sigmoid"
+  with pytest.raises(errors.CheckpointError, match="model.input_norm=none"):
+    checkpoint.check_saved_model(config, old)
+  config.model.input_norm = "none"
+  checkpoint.check_saved_model(config, old)
+  # The reference CNNs have no such fields; nor does a workdir without weights.
+  config = default.get_config()
+  config.model.name = "fusionnet"
+  checkpoint.check_saved_model(config, old)
+  os.rmdir(tmp_path / "checkpoints" / "100")
+  checkpoint.check_saved_model(default.get_config(), old)
+
+
+def test_weights_of_the_same_heads_are_accepted(tmp_path):
+  config = default.get_config()
+  run = _run_dir(tmp_path, {"name": "pansharpener", "head": "residual",
+                            "input_norm": "sample"})
+  checkpoint.check_saved_model(config, run)
+  config.model.input_norm = "band"
+  with pytest.raises(errors.CheckpointError, match="input_norm=sample, the config has band"):
+    checkpoint.check_saved_model(config, run)

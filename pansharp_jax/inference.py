@@ -43,11 +43,7 @@ def require_checkpoint(workdir: str, weights: str = "latest",
   if weights not in WEIGHTS:
     raise CheckpointError(f"weights: {weights!r} is not one of {', '.join(WEIGHTS)}")
   folder = os.path.join(workdir, "checkpoints" if weights == "latest" else "best")
-  try:
-    names = os.listdir(folder)
-  except (FileNotFoundError, NotADirectoryError):
-    names = []
-  if not any(n.isdigit() and os.path.isdir(os.path.join(folder, n)) for n in names):
+  if not checkpoint.has_steps(folder):
     hint = "train first" if weights == "latest" else (
         "train with validation first, or use --weights=latest")
     raise CheckpointError(f"{folder}: no checkpoint to {purpose} ({hint})")

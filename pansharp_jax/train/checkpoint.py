@@ -31,12 +31,13 @@ from pansharp_jax.errors import CheckpointError
 _SAME_SHAPE_FIELDS = {"head": "sigmoid", "input_norm": "none"}
 
 
-def _has_weights(workdir: str) -> bool:
-  return any(os.path.isdir(os.path.join(workdir, folder, name))
-             for folder in ("checkpoints", "best")
-             if os.path.isdir(os.path.join(workdir, folder))
-             for name in os.listdir(os.path.join(workdir, folder))
-             if name.isdigit())
+def has_steps(folder: str) -> bool:
+  """Whether `folder` (a workdir's checkpoints/ or best/) holds a step."""
+  try:
+    names = os.listdir(folder)
+  except (FileNotFoundError, NotADirectoryError):
+    return False
+  return any(n.isdigit() and os.path.isdir(os.path.join(folder, n)) for n in names)
 
 
 def check_saved_model(config, workdir: str) -> None:
@@ -45,7 +46,8 @@ def check_saved_model(config, workdir: str) -> None:
   run's config.json): they would load (the parameters are the same) and
   fuse wrongly."""
   path = os.path.join(workdir, "config.json")
-  if config.model.name != "pansharpener" or not _has_weights(workdir):
+  if config.model.name != "pansharpener" or not any(
+      has_steps(os.path.join(workdir, folder)) for folder in ("checkpoints", "best")):
     return
   try:
     with open(path) as f:

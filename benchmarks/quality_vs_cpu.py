@@ -80,8 +80,8 @@ def draw(results: dict) -> Image.Image:
     box = (left + _BOX[0], _BOX[1], left + _BOX[2], _BOX[3])
     points = np.array([(v[2], v[0]) for by in result.values() for v in by.values()])
     xlim = (0.0, float(points[:, 0].max()) * 1.08)
-    axes = curves._Axes(box, xlim, curves._limits(points[:, 1]))
-    curves._draw_grid(pen, axes, fonts)
+    axes = curves.Axes(box, xlim, curves.limits(points[:, 1]))
+    curves.draw_grid(pen, axes, fonts)
     pen.text((left + _PANEL[0] / 2, 8), f"{preset}: val ERGAS vs CPU s",
              fill="black", font=fonts["title"], anchor="mt")
     for net, by in result.items():

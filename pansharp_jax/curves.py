@@ -89,7 +89,7 @@ def spread(positions: list[float], gap: float, low: float,
   return out
 
 
-class _Axes:
+class Axes:
   """Data -> pixel mapping of one panel's plotting box."""
 
   def __init__(self, box, xlim, ylim):
@@ -101,13 +101,13 @@ class _Axes:
             y1 - (y - c) / (d - c) * (y1 - y0))
 
 
-def _limits(values, pad=0.08):
+def limits(values, pad=0.08):
   lo, hi = float(np.min(values)), float(np.max(values))
   span = hi - lo or abs(hi) * 0.1 or 1.0
   return lo - pad * span, hi + pad * span
 
 
-def _draw_grid(draw, axes, fonts):
+def draw_grid(draw, axes, fonts):
   """Grid, tick labels and the frame of a panel."""
   (x0, y0, x1, y1) = axes.box
   for axis, lim in (("x", axes.xlim), ("y", axes.ylim)):
@@ -140,8 +140,8 @@ def _draw_panel(draw, origin, title, curve, lines, fonts, curve_label=MODEL):
               fill=_AXIS, font=fonts["tick"], anchor="mm")
     return
   xlim = (0.0, float(steps.max()) or 1.0)
-  axes = _Axes(box, xlim, _limits(np.concatenate([values, [v for _, v, _ in lines]])))
-  _draw_grid(draw, axes, fonts)
+  axes = Axes(box, xlim, limits(np.concatenate([values, [v for _, v, _ in lines]])))
+  draw_grid(draw, axes, fonts)
   draw.text(((box[0] + box[2]) / 2, box[3] + 20), "step", fill=_TEXT,
             font=fonts["tick"], anchor="mt")
   for _, value, colour in lines:

@@ -64,11 +64,14 @@ def loss(outputs, batch, world):
 
 
 @contextlib.contextmanager
-def fixed_gumbel(seed=0):
-  """Routes drawn with the i-th traced block's key fold_in(key(seed), i).
+def fixed_gumbel(seed=0, stride=1, offset=0):
+  """Routes drawn with the i-th traced block's key
+  fold_in(key(seed), stride * i + offset).
 
   Linen and NNX derive per-block keys differently; with this both draw the
   same Gumbel noise block by block (blocks are traced in the same order).
+  Linen's nn.scan traces its body twice (the second trace is the one run):
+  NNX code replays those keys with stride 2, offset 1.
   """
   policy, count = assm.route_policy, [0]
 
@@ -76,8 +79,8 @@ def fixed_gumbel(seed=0):
     if rng is None:
       return policy(logits)
     count[0] += 1
-    return policy(logits, jax.random.fold_in(jax.random.PRNGKey(seed),
-                                             count[0] - 1))
+    index = stride * (count[0] - 1) + offset
+    return policy(logits, jax.random.fold_in(jax.random.PRNGKey(seed), index))
 
   assm.route_policy = counted
   try:

@@ -68,10 +68,9 @@ def wake_heads(params, seed=0, scale=0.05):
   """
   params = dict(params)
   for i, name in enumerate(sorted(k for k in params if k.startswith("head_"))):
-    kernel = params[name]["Conv_0"]["kernel"]
+    kernel = params[name]["conv"]["kernel"]
     noise = jax.random.normal(jax.random.fold_in(key(seed), i), kernel.shape)
-    params[name] = {"Conv_0": {**params[name]["Conv_0"],
-                               "kernel": scale * noise}}
+    params[name] = {"conv": {**params[name]["conv"], "kernel": scale * noise}}
   return params
 
 

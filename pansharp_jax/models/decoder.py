@@ -117,11 +117,16 @@ class GPPNNDecoder(nnx.Module):
     self.remat = opts.remat
 
   def cross(self, i, ms, pan, train, rngs):
-    """Cross attention `i`, rematerialised if `remat`."""
-    run = lambda block, ms, pan: block(ms, pan, train=train, rngs=rngs)
+    """Cross attention `i`, rematerialised if `remat`. Its dropout key is
+    drawn out here: `rngs` must not be advanced inside the remat trace."""
+    def run(block, ms, pan, key):
+      block_rngs = nnx.Rngs(dropout=key) if train else None
+      return block(ms, pan, train=train, rngs=block_rngs)
+
     if self.remat:
       run = nnx.remat(run)
-    return run(getattr(self, f"cross_{i}"), ms, pan)
+    return run(getattr(self, f"cross_{i}"), ms, pan,
+               rngs.dropout() if train else None)
 
   def __call__(self, lms, pan, *, train=False, rngs=None):
     assm = lambda i, ms, pan: getattr(self, f"assm_{i}")(ms, pan, train=train,

@@ -24,6 +24,7 @@ from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 from pansharp_jax.errors import CheckpointError
+from pansharp_jax.train import parallel
 
 
 # Pansharpener fields that change what its weights mean without changing
@@ -101,11 +102,17 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state):
     try:
       restored = manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state)))
+      failure = None
     except Exception as e:  # pylint: disable=broad-except
       # Orbax and tensorstore report damaged files with many exception types.
-      logging.warning("Checkpoint %s/%d does not load (%s: %s); trying the one "
-                      "before it.", manager.directory, step, type(e).__name__, e)
-      errors.append(f"step {step}: {type(e).__name__}: {e}")
+      failure = f"{type(e).__name__}: {e}"
+    # Every host takes the same step: hosts resumed at different steps would
+    # wait forever for each other's saves.
+    if parallel.any_process(failure is not None):
+      failure = failure or "it did not load on another host"
+      logging.warning("Checkpoint %s/%d does not load (%s); trying the one "
+                      "before it.", manager.directory, step, failure)
+      errors.append(f"step {step}: {failure}")
       continue
     return restored["state"]
   if errors:

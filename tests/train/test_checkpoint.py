@@ -102,6 +102,26 @@ def test_the_newest_of_two_good_checkpoints_is_restored(setup, tmp_path):
   _equal(restored, newest)
 
 
+def test_a_step_another_host_cannot_load_is_skipped_on_every_host(setup, tmp_path, monkeypatch):
+  # Hosts resumed at different steps would deadlock in their first save: a
+  # step that fails on any host (stood in for by any_process) is skipped here
+  # too, though it loads on this one.
+  config, init, _ = setup
+  manager = checkpoint.make_manager(str(tmp_path), config)
+  first = _save(manager, init(jax.random.PRNGKey(1)), 1)
+  _save(manager, init(jax.random.PRNGKey(2)), 2)
+  asked = []
+  def failed_elsewhere(flag):
+    asked.append(flag)
+    return len(asked) == 1   # the newest step failed on another host
+  monkeypatch.setattr(parallel, "any_process", failed_elsewhere)
+  restored = checkpoint.restore_latest(manager, _abstract(init))
+  manager.close()
+  assert asked == [False, False]   # both steps loaded here
+  assert int(restored.step) == 1
+  _equal(restored, first)
+
+
 def test_no_loadable_checkpoint_is_an_error(setup, tmp_path):
   config, init, _ = setup
   state = init(jax.random.PRNGKey(1))

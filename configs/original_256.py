@@ -40,6 +40,7 @@ def get_config():
   config.model.depth = 1
   config.model.head = "sigmoid"  # the original's heads (SPEC §2.4), unscaled inputs
   config.model.input_norm = "none"
+  config.model.detail_input = "none"
   config.model.remat = True      # a base step at 256 px; see configs/base_256.py
   config.model.world.preset = "full"
   config.loss.dsc = 0.3

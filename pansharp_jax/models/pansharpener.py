@@ -14,10 +14,9 @@ detail-injection CNNs do; see HEADS). `input_norm`: 'none', 'sample' or
 lms, one mean over its bands or one per band), and a residual head's
 correction is multiplied back by the lms mean(s), so the network works at
 one scale whatever part of the range a scene occupies. `detail_input`:
-'none' (SPEC), 'pan_minus_ms': both shallow convs also read the PAN
+'none' (SPEC) or 'pan_minus_ms': both shallow convs also read the PAN
 replicated over the bands minus lms (after input_norm), the detail that
-FusionNet's convs start from, or 'pan_minus_ms_head': the full-resolution
-head reads it too, beside its features (see DETAIL_INPUTS).
+FusionNet's convs start from (see DETAIL_INPUTS).
 """
 
 import flax.linen as nn
@@ -68,11 +67,7 @@ INPUT_NORMS = ("none", "sample", "band")
 # pan_minus_ms: the per-band detail a head has to inject, given to the first
 # convs explicitly; without it they read lms and pan apart (each conv is
 # followed by a ReLU), and the network must learn the difference deeper in.
-# pan_minus_ms_head: the full head also reads it, so the correction can be
-# a learnt per-band detail injection from the first step, which the
-# features' LayerNorms (per pixel: they drop the detail's size) need not
-# carry.
-DETAIL_INPUTS = ("none", "pan_minus_ms", "pan_minus_ms_head")
+DETAIL_INPUTS = ("none", "pan_minus_ms")
 # Floor of the per-sample means of input_norm=sample (a black tile).
 _NORM_FLOOR = 1e-3
 
@@ -124,7 +119,7 @@ class Pansharpener(nn.Module):
       scale = _sample_mean(lms, per_band=self.input_norm == "band")
       lms_in, pan_in = lms / scale, pan_in / _sample_mean(pan_in)
     detail = None
-    if self.detail_input != "none":
+    if self.detail_input == "pan_minus_ms":
       detail = (pan_in - lms_in).astype(self.dtype)
     quarter, half, full = GPPNNDecoder(self.size, self.blocks, self.world,
                                        train, self.dtype, name="decoder")(
@@ -134,8 +129,6 @@ class Pansharpener(nn.Module):
     base_1_4 = ms if 4 * ms.shape[1] == height else avg_pool2(avg_pool2(lms))
     sr_1_4 = head("head_quarter")(quarter, base_1_4, scale)
     sr_1_2 = head("head_half")(half, avg_pool2(lms), scale)
-    if self.detail_input == "pan_minus_ms_head":
-      full = jnp.concatenate([full, detail], -1)
     sr_full = head("head_full")(full, lms, scale)
     if self.world.patch_prior and not train:
       sr_full = patch_prior_refine(sr_full, lms, self.world.patch_size,

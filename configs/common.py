@@ -98,6 +98,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   loss.edge = 0.15
   loss.fft = 0.1
   loss.scale_weights = (1.0, 0.5, 0.25)  # full, 1/2, 1/4 outputs
+  # The 1/2 and 1/4 terms apply from this ratio on (SPEC: 2, always); at
+  # ratio 2 they cost ~4% ERGAS at 600 tiny steps (docs/recipes.md).
+  loss.multiscale_from_ratio = 4
   loss.dsc = 0.3                 # lambda_s, used when the DSC option is on
   loss.wacx = 0.5                # lambda_w, used when the WAC-X option is on
 

@@ -186,6 +186,7 @@ def _check_model(model):
 def _check_loss(loss):
   _at_least(loss, "loss.", ("l1", "gradient", "ssim", "edge", "fft", "dsc",
                             "wacx"), 0)
+  _one_of(loss, "loss.", "multiscale_from_ratio", (2, 4, 8))
   weights = tuple(loss.scale_weights)
   _require(len(weights) == 3 and min(weights) >= 0, "loss.scale_weights",
            f"must be 3 non-negative weights (full, 1/2, 1/4), got {weights}")

@@ -72,6 +72,7 @@ BAD = [
     ("loss.dsc", -1.0, "must be >= 0"),
     ("loss.wacx", -1.0, "must be >= 0"),
     ("loss.scale_weights", (1.0, 0.5), "3 non-negative weights"),
+    ("loss.multiscale_from_ratio", 3, "must be one of 2, 4, 8"),
     ("loss.scale_weights", (1.0, -0.5, 0.25), "3 non-negative weights"),
     ("optim.lr", 0.0, "must be positive"),
     ("optim.ema_decay", 1.0, "must be in [0, 1)"),

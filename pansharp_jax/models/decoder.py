@@ -1,6 +1,7 @@
 """GPPNN progressive decoder over three scales (SPEC §2.4).
 
-  shallow convs: upsampled MS and PAN -> dim
+  shallow convs: upsampled MS and PAN -> dim (each with the detail
+        input, PAN minus MS per band, when the model is given one)
   full: ASSM layer, cross attention (+ WSM), edge-gated low-level refine;
         the result is mixed into both branches (0.35)
   1/2:  pool, ASSM layer, cross attention (0.25), concat -> conv fusion (2 dim)
@@ -81,7 +82,7 @@ class GPPNNDecoder(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, lms, pan):
+  def __call__(self, lms, pan, detail=None):
     dim, opts = self.size.dim, self.blocks
 
     def assm(i):
@@ -103,6 +104,8 @@ class GPPNNDecoder(nn.Module):
           name=f"cross_{i}")
 
     conv = lambda n, k, name: nn.Conv(n, (k, k), dtype=self.dtype, name=name)
+    if detail is not None:
+      lms, pan = (jnp.concatenate([x, detail], -1) for x in (lms, pan))
     ms1 = nn.relu(conv(dim, 3, "ms_first")(lms))
     pan1 = nn.relu(conv(dim, 3, "pan_first")(pan))
 

@@ -13,7 +13,10 @@ detail-injection CNNs do; see HEADS). `input_norm`: 'none', 'sample' or
 'band': the decoder sees lms and pan divided by their per-sample means (for
 lms, one mean over its bands or one per band), and a residual head's
 correction is multiplied back by the lms mean(s), so the network works at
-one scale whatever part of the range a scene occupies.
+one scale whatever part of the range a scene occupies. `detail_input`:
+'none' (SPEC) or 'pan_minus_ms': both shallow convs also read the PAN
+replicated over the bands minus lms (after input_norm), the detail that
+FusionNet's convs start from (see DETAIL_INPUTS).
 """
 
 import flax.linen as nn
@@ -61,6 +64,10 @@ def check_inputs(ms, pan, lms, num_bands):
 # scored, not in training.
 HEADS = ("sigmoid", "residual")
 INPUT_NORMS = ("none", "sample", "band")
+# pan_minus_ms: the per-band detail a head has to inject, given to the first
+# convs explicitly; without it they read lms and pan apart (each conv is
+# followed by a ReLU), and the network must learn the difference deeper in.
+DETAIL_INPUTS = ("none", "pan_minus_ms")
 # Floor of the per-sample means of input_norm=sample (a black tile).
 _NORM_FLOOR = 1e-3
 
@@ -97,6 +104,7 @@ class Pansharpener(nn.Module):
   world: WorldOptions = WorldOptions()
   head: str = "sigmoid"
   input_norm: str = "none"
+  detail_input: str = "none"
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
@@ -110,10 +118,13 @@ class Pansharpener(nn.Module):
     if self.input_norm != "none":
       scale = _sample_mean(lms, per_band=self.input_norm == "band")
       lms_in, pan_in = lms / scale, pan_in / _sample_mean(pan_in)
+    detail = None
+    if self.detail_input == "pan_minus_ms":
+      detail = (pan_in - lms_in).astype(self.dtype)
     quarter, half, full = GPPNNDecoder(self.size, self.blocks, self.world,
                                        train, self.dtype, name="decoder")(
                                            lms_in.astype(self.dtype),
-                                           pan_in.astype(self.dtype))
+                                           pan_in.astype(self.dtype), detail)
     head = lambda name: Head(self.num_bands, self.head, self.dtype, name=name)
     base_1_4 = ms if 4 * ms.shape[1] == height else avg_pool2(avg_pool2(lms))
     sr_1_4 = head("head_quarter")(quarter, base_1_4, scale)

@@ -59,4 +59,5 @@ def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
       world=world_options,
       head=model_config.get("head", "sigmoid"),
       input_norm=model_config.get("input_norm", "none"),
+      detail_input=model_config.get("detail_input", "none"),
       dtype=dtype)

@@ -1,0 +1,78 @@
+"""model.detail_input=pan_minus_ms: what the shallow convs read, the
+untrained identity at ratios 4 and 2, and gradients to every parameter."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import model_helpers as h
+from model_helpers import HEIGHT, WIDTH
+
+
+def _inputs(ratio):
+  """ms at 1/ratio of pan (ratio 2: the pooled lms), pan and lms."""
+  ms, pan, lms = h.inputs(seed=6, height=HEIGHT, width=WIDTH)
+  if ratio == 2:
+    ms = nn.avg_pool(lms, (2, 2), (2, 2))
+  return ms, pan, lms
+
+
+@pytest.fixture(scope="module", params=[4, 2])
+def detail(request):
+  model = h.build(4, head="residual", input_norm="sample",
+                  detail_input="pan_minus_ms")
+  ms, pan, lms = _inputs(request.param)
+  params = jax.jit(model.init)(h.key(0), ms, pan)["params"]
+  return model, params, (ms, pan, lms)
+
+
+def test_shallow_convs_read_the_normalised_pan_minus_lms(detail):
+  model, params, (ms, pan, lms) = detail
+  seen = {}
+
+  def record(next_fun, args, kwargs, context):
+    if context.module.name in ("ms_first", "pan_first"):
+      seen[context.module.name] = np.asarray(args[0])
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    model.apply({"params": params}, ms, pan, lms)
+  lms_n = np.asarray(lms) / np.asarray(lms).mean(axis=(1, 2, 3), keepdims=True)
+  pan_n = np.asarray(pan) / np.asarray(pan).mean(axis=(1, 2, 3), keepdims=True)
+  expected_detail = pan_n - lms_n  # PAN replicated over the 4 bands
+  np.testing.assert_allclose(
+      seen["ms_first"], np.concatenate([lms_n, expected_detail], -1), rtol=1e-5,
+      atol=1e-6)
+  np.testing.assert_allclose(
+      seen["pan_first"], np.concatenate([pan_n, expected_detail], -1), rtol=1e-5,
+      atol=1e-6)
+  assert params["decoder"]["ms_first"]["kernel"].shape == (3, 3, 8, 16)
+  assert params["decoder"]["pan_first"]["kernel"].shape == (3, 3, 5, 16)
+
+
+def test_untrained_output_is_the_interpolated_ms(detail):
+  model, params, (ms, pan, lms) = detail
+  sr_1_4, sr_1_2, full = model.apply({"params": params}, ms, pan, lms)
+  assert full.shape == (2, HEIGHT, WIDTH, 4)
+  assert sr_1_2.shape == (2, HEIGHT // 2, WIDTH // 2, 4)
+  assert sr_1_4.shape == (2, HEIGHT // 4, WIDTH // 4, 4)
+  np.testing.assert_array_equal(full, lms)
+  np.testing.assert_allclose(sr_1_2, nn.avg_pool(lms, (2, 2), (2, 2)), atol=1e-7)
+
+
+def test_gradients_reach_every_parameter(detail):
+  model, params, (ms, pan, lms) = detail
+  params = h.wake_heads(params)
+  targets = [o + 0.05 for o in model.apply({"params": params}, ms, pan, lms)]
+
+  def loss(p):
+    outputs = model.apply({"params": p}, ms, pan, lms, train=True,
+                          rngs={"gumbel": h.key(7), "dropout": h.key(8)})
+    return sum(jnp.mean((o - t) ** 2) for o, t in zip(outputs, targets))
+
+  grads = jax.jit(jax.grad(loss))(params)
+  flat = jax.tree_util.tree_flatten_with_path(grads)[0]
+  dead = [jax.tree_util.keystr(path) for path, g in flat
+          if not np.any(np.asarray(g) != 0)]
+  assert not dead, dead

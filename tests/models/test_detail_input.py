@@ -1,9 +1,9 @@
 """model.detail_input=pan_minus_ms: what the shallow convs read, the
-untrained identity at ratios 4 and 2, and gradients to every parameter."""
+untrained identity at ratios 4 and 2, and gradients to every parameter;
+detail_input=none keeps SPEC's shallow convs."""
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import model_helpers as h
@@ -62,17 +62,16 @@ def test_untrained_output_is_the_interpolated_ms(detail):
 
 
 def test_gradients_reach_every_parameter(detail):
-  model, params, (ms, pan, lms) = detail
-  params = h.wake_heads(params)
-  targets = [o + 0.05 for o in model.apply({"params": params}, ms, pan, lms)]
-
-  def loss(p):
-    outputs = model.apply({"params": p}, ms, pan, lms, train=True,
-                          rngs={"gumbel": h.key(7), "dropout": h.key(8)})
-    return sum(jnp.mean((o - t) ** 2) for o, t in zip(outputs, targets))
-
-  grads = jax.jit(jax.grad(loss))(params)
-  flat = jax.tree_util.tree_flatten_with_path(grads)[0]
-  dead = [jax.tree_util.keystr(path) for path, g in flat
-          if not np.any(np.asarray(g) != 0)]
+  model, params, inputs = detail
+  dead = h.dead_parameters(model, params, *inputs)
   assert not dead, dead
+
+
+def test_none_keeps_the_spec_shallow_convs():
+  """SPEC (configs/original_256.py): the MS conv reads the C bands alone,
+  the PAN conv the PAN alone."""
+  model = h.build(4, detail_input="none")
+  ms, pan, _ = _inputs(4)
+  decoder = jax.eval_shape(model.init, h.key(0), ms, pan)["params"]["decoder"]
+  assert decoder["ms_first"]["kernel"].shape == (3, 3, 4, 16)
+  assert decoder["pan_first"]["kernel"].shape == (3, 3, 1, 16)

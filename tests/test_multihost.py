@@ -70,7 +70,14 @@ def _log_tails(launch, workdir) -> str:
 
 
 def _wait(launch, workdir, timeout=300) -> list[int]:
-  codes = [p.wait(timeout=timeout) for p in launch]
+  """Every process's exit code; fails with their logs when one exits
+  non-zero or they outlast the timeout (killed: a hang leaves nothing)."""
+  deadline = time.monotonic() + timeout
+  try:
+    codes = [p.wait(timeout=max(deadline - time.monotonic(), 1)) for p in launch]
+  except subprocess.TimeoutExpired:
+    _kill([p for p in launch if p.poll() is None])
+    pytest.fail(f"still running after {timeout} s\n" + _log_tails(launch, workdir))
   assert codes == [0] * len(launch), _log_tails(launch, workdir)
   return codes
 

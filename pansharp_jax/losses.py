@@ -5,7 +5,8 @@ the model's outputs, finest last: `(sr_1_4, sr_1_2, full)` of the
 pansharpener (multi-scale L1, `loss.scale_weights`, at ratios from
 `loss.multiscale_from_ratio` on; below it the full output's alone) or `(full,)` of a
 single-scale network (L1 on the full output only), and a batch with `gt` (and `ms`, `pan`
-for the sensor-consistency terms), and returns `(total, {name: value})`. A
+for the sensor-consistency terms; `ms` also gives the ratio: without it the
+three L1 terms apply), and returns `(total, {name: value})`. A
 term with weight 0 is not computed. New terms register in `_FULL_RES_TERMS`;
 the world-model terms (DSC, WAC-X) in `_WORLD_TERMS`, switched on by the
 model's world options (`models.world.WorldOptions`), the DSC term filtered

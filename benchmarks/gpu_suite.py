@@ -49,6 +49,11 @@ Sections, in the order they run:
   same run in a fresh workdir SIGKILLed after its first checkpoint and
   resumed: it must finish, and its PSNR is compared with the uninterrupted
   run's.
+- kernels: the fused scan's forward and backward kernels (state sizes 16
+  and 32, base's and large's) compiled on the device, and deviceless for
+  its GPU on the CPU backend: ptxas' registers and spills and Mosaic GPU's
+  shared memory side by side, and whether they agree
+  (benchmarks/gpu_suite_kernels.py).
 
 Every measurement runs in a child process (benchmarks/gpu_suite_jobs.py or
 main.py) with a timeout, so a section that fails, hangs or crashes is
@@ -64,9 +69,10 @@ the tiny float32 model at 32 px (configs/default.py with
 gpu_suite_sections.SMOKE_CONFIG) in train_step, probe and end_to_end, so one
 train step is compiled (and end_to_end runs only the killed run, its
 resumption and evaluate); 256 / 1,024 tokens; L = 512 with D = 32, N = 4;
-XLA's CPU code generation at optimisation level 0. GPU-only rows (cuDNN, the
-bandwidth bound) and, without torch and a checkout, the original say
-skipped and why.
+the kernels at state size 16 deviceless for an H100 (where the CUDA plugin
+and ptxas are installed); XLA's CPU code generation at optimisation level 0.
+GPU-only rows (cuDNN, the bandwidth bound, the kernels on the device) and,
+without torch and a checkout, the original say skipped and why.
 """
 
 import argparse
@@ -81,7 +87,7 @@ import sys
 import time
 import traceback
 
-from benchmarks import gpu_suite_sections as sections
+from benchmarks import gpu_suite_kernels, gpu_suite_sections as sections
 from benchmarks.gpu_suite_report import Skip, SectionError, write_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -260,6 +266,7 @@ SECTIONS = {  # name: (run, budget s on a GPU, in --smoke, minimum s)
     "original": (sections.original, 45, 30, 10),
     "probe": (sections.probe, 35, 45, 15),
     "end_to_end": (sections.end_to_end, 90, 130, 40),
+    "kernels": (gpu_suite_kernels.kernels, 60, 60, 20),
 }
 DEFAULT_BUDGET_S = {False: 450.0, True: 280.0}  # GPU, --smoke
 

@@ -2,7 +2,7 @@
 
   python -m benchmarks.gpu_suite_jobs JOB --result FILE --deadline UNIX_TIME
 
-JOB is environment, attention, scan, train_step or original. The job writes
+JOB is environment, attention, scan, kernels, train_step or original. The job writes
 FILE (JSON) after every row it measures. A row that raises is recorded
 `failed` with its reason and the next row runs; a row that cannot run here
 (cuDNN on a CPU, say) is `skipped` with the reason; rows that would start
@@ -44,6 +44,7 @@ class Sizes:
   scan_d_state: int
   scan_chunks: tuple[int, ...]
   scan_images: int           # x 2 directions x 2 modalities = scan batch
+  kernel_d_states: tuple[int, ...]  # the fused kernels' padded state sizes
   image_size: int
   warmup: int
   steps: int                 # timed train steps
@@ -53,10 +54,12 @@ class Sizes:
 FULL = Sizes(attn_tokens=(4096, 16384, 65536), attn_heads=6, attn_head_dim=16,
              attn_ref_queries=512, scan_lengths=(4096, 65536),
              scan_channels=192, scan_d_state=16, scan_chunks=(64, 128, 256, 512),
-             scan_images=1, image_size=256, warmup=2, steps=5, micro_steps=3)
+             scan_images=1, kernel_d_states=(16, 32), image_size=256, warmup=2,
+             steps=5, micro_steps=3)
 SMOKE = Sizes(attn_tokens=(256, 1024), attn_heads=6, attn_head_dim=16,
               attn_ref_queries=128, scan_lengths=(512,), scan_channels=32,
               scan_d_state=4, scan_chunks=(64, 256), scan_images=1,
+              kernel_d_states=(16,),
               image_size=32, warmup=1, steps=2, micro_steps=1)
 
 
@@ -184,6 +187,7 @@ def _attention_row(impl, dtype, qkv, g, rows, ref, sizes):
 
 
 JOBS = {"environment": environment, "attention": attention, "scan": gpu_suite_scan.scan,
+        "kernels": gpu_suite_scan.kernels,
         "train_step": gpu_suite_train.train_step,
         "original": gpu_suite_train.original}
 
@@ -199,6 +203,8 @@ def main(argv=None):
   parser.add_argument("--batch_from", default="--batch")
   parser.add_argument("--probe_max_batch", type=int, default=16)
   parser.add_argument("--original_path", default=None)
+  parser.add_argument("--target", default=None,
+                      help="kernels: compile deviceless for this GPU (ops/gpu_targets.py)")
   args = parser.parse_args(argv)
   flags.FLAGS.mark_as_parsed()  # common's model switches keep their defaults
   job = Job(args.result, args.deadline)

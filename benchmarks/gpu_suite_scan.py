@@ -13,7 +13,9 @@ import jax.numpy as jnp
 from benchmarks import common, gpu_suite_timing as timing
 from benchmarks.gpu_suite_report import Skip
 from pansharp_jax import ops
-from pansharp_jax.ops import scan_kernel
+from pansharp_jax.ops import gpu_targets, pallas_launch, scan_kernel
+from pansharp_jax.ops import scan_kernel_resources
+from pansharp_jax.train import gpu_compile
 
 try:  # PyPI jax-linear-attention: an outside Mosaic GPU Mamba-1 kernel
   from jla import ops as jla_ops
@@ -72,6 +74,40 @@ def scan(job, args, sizes):
             f"x the bandwidth bound at L={best['L']}",
             goal="chunked fwd+bwd within 3x of the bandwidth bound",
             goal_met=best["x_bound_fwdbwd"] <= 3)
+
+
+def kernels(job, args, sizes):
+  """The fused scan's forward and backward kernels as ptxas builds them, per
+  state size: registers, spills, Mosaic GPU's shared memory. Compiled on this
+  host's GPU, or with --target deviceless for that GPU (on the CPU backend,
+  ops/scan_kernel_resources.py); the suite's kernels section runs both."""
+  if args.target:
+    gpu_compile.compile_on_cpu()
+    if gpu_targets.missing():
+      raise Skip(f"deviceless compile for {args.target}: {gpu_targets.missing()}")
+    where = f"deviceless for {gpu_targets.get(args.target).description}"
+  elif timing.on_gpu():
+    # A cached executable would skip ptxas, and its report with it.
+    jax.config.update("jax_enable_compilation_cache", False)
+    where = f"on the device, {jax.devices()[0].device_kind}"
+  else:
+    raise Skip(f"the fused kernels compile for an NVIDIA GPU (backend: "
+               f"{jax.default_backend()}); --target compiles them deviceless")
+  if pallas_launch.unavailable_reason():
+    raise Skip(pallas_launch.unavailable_reason())
+  job.set(compiled=where, operands="as models/assm.py passes them: u, delta, "
+          "B bfloat16, C float32, no gate")
+  for d_state in sizes.kernel_d_states:
+    job.row({"d_state": d_state}, functools.partial(_kernel_row, args.target, d_state))
+
+
+def _kernel_row(target, d_state):
+  row = {}
+  for k in scan_kernel_resources.kernel_resources(target, d_state=d_state):
+    row.update({f"{k.kernel}_registers": k.registers,
+                f"{k.kernel}_spill_bytes": k.spill_bytes,
+                f"{k.kernel}_smem_bytes": k.smem_bytes})
+  return row
 
 
 def _scan_row(method, chunk, inputs, io, bandwidth, outputs, sizes):

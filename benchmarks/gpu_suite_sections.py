@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 
+from benchmarks.gpu_suite_kernels import target_gpu
 from benchmarks.gpu_suite_report import SectionError, Skip
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -244,12 +245,11 @@ def probe(ctx):
       for m in result["measurements"]]
   picked = [r for r in figures["rows"] if r["picked"]]
   figures["confirmed"] = bool(picked) and picked[0]["confirm_step"] == "ok"
-  environment = ctx.result("environment")
-  target = re.search(r"\b(H100|H200|A100)\b", environment.get("device_kind", ""))
+  target = target_gpu(ctx)
   if picked and target and not smoke:
     figures["deviceless"] = _deviceless_probe(
-        ctx, config, [o for o in overrides if "max_batch_size" not in o],
-        target.group(1).lower(), picked[0]["batch"], environment.get("device_count") or 1)
+        ctx, config, [o for o in overrides if "max_batch_size" not in o], target,
+        picked[0]["batch"], ctx.result("environment").get("device_count") or 1)
   if not figures["confirmed"]:
     raise SectionError("the probe's pick was not confirmed by a real step",
                        figures)

@@ -4,7 +4,9 @@
 
 For each sensor preset (`data/presets.py`; demo: the README demo's sensor),
 one batch of 8 validation tiles (32 px) and the tiny model at one init,
-twice: `model.head=sigmoid` and `residual` (`input_norm=none`). Prints the norm of the training
+twice: `model.head=sigmoid` and `residual` (`input_norm=none`, and as
+docs/recipes.md measured them before issue 30's round 2: `detail_input=none`,
+the multi-scale loss at every ratio). Prints the norm of the training
 loss's gradient (configs/default.py's loss weights, train mode) with
 respect to the three head kernels at the init (heads at zero, so both
 models compute the same output), and with respect to every decoder
@@ -40,6 +42,10 @@ def _config(preset: str):
       section[name] = value
   config.data.image_size = config.data.synthetic.scene_size = 32
   config.data.synthetic.num_val = 8
+  # The model and loss the diagnosis measured (before round 2's defaults: at
+  # ratio 2 those leave the 1/2 and 1/4 heads without gradient).
+  config.model.detail_input = "none"
+  config.loss.multiscale_from_ratio = 2
   return config
 
 

@@ -7,8 +7,9 @@ docs/models.md:
   python -m benchmarks.param_count              # tiny, small, base, large; 3 bands
   python -m benchmarks.param_count --num_bands=8 --world=full
 
-The last row is base with model.depth=1, the model as the original PyTorch
-code builds it (its layers ignore `depths`: one ASSM block per layer).
+The last row is base with model.depth=1 and detail_input=none, the model as
+the original PyTorch code builds it (its layers ignore `depths`: one ASSM
+block per layer).
 """
 
 import re
@@ -86,6 +87,8 @@ def main(argv):
   for size, depth, name in rows:
     config = common.get_base_config().model
     config.size, config.depth = size, depth
+    if depth:  # the original's layout: its shallow convs read MS and PAN alone
+      config.detail_input = "none"
     config.world.preset = _WORLD.value
     counts = count_params(config, _NUM_BANDS.value)
     groups = group_counts(counts)

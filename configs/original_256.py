@@ -40,6 +40,8 @@ def get_config():
   config.model.depth = 1
   config.model.head = "sigmoid"  # the original's heads (SPEC §2.4), unscaled inputs
   config.model.input_norm = "none"
+  config.model.detail_input = "none"
+  config.loss.multiscale_from_ratio = 2  # SPEC: the three terms at any ratio
   config.model.remat = True      # a base step at 256 px; see configs/base_256.py
   config.model.world.preset = "full"
   config.loss.dsc = 0.3

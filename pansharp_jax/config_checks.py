@@ -161,6 +161,7 @@ def _check_model(model):
   _one_of(model, "model.", "size", tuple(sizes.SIZES))
   _one_of(model, "model.", "head", pansharpener.HEADS)
   _one_of(model, "model.", "input_norm", pansharpener.INPUT_NORMS)
+  _one_of(model, "model.", "detail_input", pansharpener.DETAIL_INPUTS)
   _one_of(model, "model.", "directions", DIRECTIONS)
   _one_of(model, "model.", "scan_method", METHODS)
   if model.scan_method == "fused":
@@ -185,6 +186,7 @@ def _check_model(model):
 def _check_loss(loss):
   _at_least(loss, "loss.", ("l1", "gradient", "ssim", "edge", "fft", "dsc",
                             "wacx"), 0)
+  _one_of(loss, "loss.", "multiscale_from_ratio", (2, 4, 8))
   weights = tuple(loss.scale_weights)
   _require(len(weights) == 3 and min(weights) >= 0, "loss.scale_weights",
            f"must be 3 non-negative weights (full, 1/2, 1/4), got {weights}")

@@ -2,9 +2,11 @@
 
 `compute_losses(outputs, batch, loss_config, world=..., sensor=...)` takes
 the model's outputs, finest last: `(sr_1_4, sr_1_2, full)` of the
-pansharpener (multi-scale L1, `loss.scale_weights`) or `(full,)` of a
+pansharpener (multi-scale L1, `loss.scale_weights`, at ratios from
+`loss.multiscale_from_ratio` on; below it the full output's alone) or `(full,)` of a
 single-scale network (L1 on the full output only), and a batch with `gt` (and `ms`, `pan`
-for the sensor-consistency terms), and returns `(total, {name: value})`. A
+for the sensor-consistency terms; `ms` also gives the ratio: without it the
+three L1 terms apply), and returns `(total, {name: value})`. A
 term with weight 0 is not computed. New terms register in `_FULL_RES_TERMS`;
 the world-model terms (DSC, WAC-X) in `_WORLD_TERMS`, switched on by the
 model's world options (`models.world.WorldOptions`), the DSC term filtered
@@ -289,6 +291,11 @@ def compute_losses(outputs, batch, loss_config, *, world=None,
   *coarse, full = (o.astype(jnp.float32) for o in outputs)
   gt = batch["gt"]
   w_full, w_half, w_quarter = loss_config.scale_weights
+  if "ms" in batch and (gt.shape[1] // batch["ms"].shape[1] <
+                        loss_config.get("multiscale_from_ratio", 2)):
+    # Measured at ratio 2: the 1/2 and 1/4 terms (outputs at and below the
+    # MS's resolution) cost ~4% ERGAS of the full output (docs/recipes.md).
+    w_half = w_quarter = 0.0
   terms = {"l1": w_full * l1(full, gt)}
   if coarse:
     sr_1_4, sr_1_2 = coarse

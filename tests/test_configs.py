@@ -30,5 +30,8 @@ def test_original_run_as_published():
   assert (config.optim.warmup_steps, config.optim.restart_period,
           config.optim.restart_mult) == (5 * epoch, 20 * epoch, 2)
   assert config.model.world.preset == "full"
+  # SPEC's heads, inputs, shallow convs and multi-scale loss at every ratio.
+  assert (config.model.head, config.model.input_norm, config.model.detail_input,
+          config.loss.multiscale_from_ratio) == ("sigmoid", "none", "none", 2)
   assert (config.loss.dsc, config.loss.wacx) == (0.3, 0.5)
   assert (config.data.source, config.data.num_bands, config.data.max_value) == ("photo", 3, 255.0)

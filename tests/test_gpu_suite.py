@@ -253,3 +253,50 @@ def test_deviceless_probe_compiles_the_pick_for_as_many_gpus(tmp_path, monkeypat
   assert "--config.probe.target=h100" in deviceless
   assert "--config.probe.target_devices=8" in deviceless
   assert "--config.probe.max_batch_size=64" in deviceless
+
+
+def _kernel_rows(backward_registers):
+  return [{"d_state": 16, "scan_forward_registers": 86, "scan_forward_spill_bytes": 0,
+           "scan_forward_smem_bytes": 44032, "status": "ok",
+           "scan_backward_registers": backward_registers}]
+
+
+@pytest.mark.parametrize("on_device, agree", [(165, True), (170, False)])
+def test_kernels_section_puts_the_device_beside_the_deviceless_compile(
+    tmp_path, monkeypatch, on_device, agree):
+  """On an H200 the deviceless child compiles for an H200 on the CPU
+  backend; the rows of both are kept and compared figure by figure."""
+  calls = []
+
+  def job(self, name, *extra, timeout=None, env=None, tag=None):
+    calls.append((name, extra, env, tag))
+    rows = _kernel_rows(165 if extra else on_device)
+    return {"status": "ok", "compiled": tag, "rows": rows}
+
+  monkeypatch.setattr(gpu_suite.Context, "job", job)
+  suite = gpu_suite.Suite(str(tmp_path), budget_s=450, clock=FakeClock())
+  suite.results["environment"] = {"device_kind": "NVIDIA H200"}
+  ctx = gpu_suite.Context(suite, 450.0,
+                          args=gpu_suite.parse_args(["--out", str(tmp_path)]), env={})
+  figures = gpu_suite.gpu_suite_kernels.kernels(ctx)
+  assert calls == [("kernels", (), None, "kernels_device"),
+                   ("kernels", ("--target=h200",), {"JAX_PLATFORMS": "cpu"},
+                    "kernels_deviceless")]
+  assert [r["run"] for r in figures["rows"]] == ["device", "deviceless"]
+  assert figures["agree"] is agree
+
+
+def test_kernels_section_fails_when_a_compile_fails(tmp_path, monkeypatch):
+  def job(self, name, *extra, timeout=None, env=None, tag=None):
+    if extra:
+      raise SectionError("timed out after 30 s (killed)", {"rows": []})
+    return {"status": "skipped", "reason": "needs a GPU", "rows": []}
+
+  monkeypatch.setattr(gpu_suite.Context, "job", job)
+  suite = gpu_suite.Suite(str(tmp_path), budget_s=450, clock=FakeClock())
+  args = gpu_suite.parse_args(["--out", str(tmp_path), "--smoke"])
+  section = _section("kernels", gpu_suite.gpu_suite_kernels.kernels)
+  result = suite.run([section], args=args, env={})["kernels"]
+  assert result["status"] == "failed"
+  assert result["reason"] == "deviceless: timed out after 30 s (killed)"
+  assert result["device"] == "skipped: needs a GPU" and result["agree"] is None

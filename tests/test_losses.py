@@ -78,6 +78,21 @@ def test_compute_losses_multiscale_targets_and_weights():
   assert float(terms["l1"]) == pytest.approx(config.scale_weights[2] * 0.1, rel=1e-4)
 
 
+@pytest.mark.parametrize("from_ratio", [2, 4])
+def test_multiscale_terms_apply_from_their_ratio_on(from_ratio):
+  _, gt = _pair(4, (1, 16, 16, 4))
+  half = gt.reshape(1, 8, 2, 8, 2, 4).mean((2, 4))
+  quarter = half.reshape(1, 4, 2, 4, 2, 4).mean((2, 4))
+  config = default.get_config().loss
+  config.multiscale_from_ratio = from_ratio
+  outputs = (quarter + 0.1, half + 0.2, gt)  # the coarse outputs off
+  w_half, w_quarter = config.scale_weights[1:]
+  for ratio, ms in ((2, half), (4, quarter)):
+    _, terms = losses.compute_losses(outputs, {"gt": gt, "ms": ms}, config)
+    expected = w_half * 0.2 + w_quarter * 0.1 if ratio >= from_ratio else 0.0
+    assert float(terms["l1"]) == pytest.approx(expected, rel=1e-4, abs=1e-7)
+
+
 def test_weighted_total_of_non_zero_terms():
   """The total is the weighted sum of the terms, weights other than 1
   included (a total of unweighted terms must fail this)."""

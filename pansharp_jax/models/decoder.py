@@ -1,6 +1,7 @@
 """GPPNN progressive decoder over three scales (SPEC §2.4).
 
-  shallow convs: upsampled MS and PAN -> dim
+  shallow convs: upsampled MS and PAN -> dim (each with the detail
+        input, PAN minus MS per band, when the model is given one)
   full: ASSM layer, cross attention (+ WSM), edge-gated low-level refine;
         the result is mixed into both branches (0.35)
   1/2:  pool, ASSM layer, cross attention (0.25), concat -> conv fusion (2 dim)
@@ -90,8 +91,8 @@ class GPPNNDecoder(nnx.Module):
 
   def __init__(self, num_bands, size: ModelSize,
                blocks: BlockOptions = BlockOptions(),
-               world: WorldOptions = WorldOptions(), *, dtype=jnp.float32,
-               rngs):
+               world: WorldOptions = WorldOptions(), *, detail_input=False,
+               dtype=jnp.float32, rngs):
     dim, opts = size.dim, blocks
     kw = dict(dtype=dtype, rngs=rngs)
     for i in range(4):
@@ -102,8 +103,10 @@ class GPPNNDecoder(nnx.Module):
           dim, size.heads[i], size.attn_pool[i], opts.dropout, opts.attn_impl,
           opts.attn_chunk, world.dca_points if world.dca else 0,
           world.dca_weight, **kw))
-    self.ms_first = conv(num_bands, dim, 3, **kw)
-    self.pan_first = conv(1, dim, 3, **kw)
+    # With the detail input both convs also read its num_bands channels.
+    detail = num_bands if detail_input else 0
+    self.ms_first = conv(num_bands + detail, dim, 3, **kw)
+    self.pan_first = conv(1 + detail, dim, 3, **kw)
     self.wsm = (WorldStateMemory(dim, size.wsm_hidden, world.wsm_reset_every,
                                  dropout=opts.dropout, rngs=rngs)
                 if world.wsm else None)
@@ -128,10 +131,12 @@ class GPPNNDecoder(nnx.Module):
     return run(getattr(self, f"cross_{i}"), ms, pan,
                rngs.dropout() if train else None)
 
-  def __call__(self, lms, pan, *, train=False, rngs=None):
+  def __call__(self, lms, pan, detail=None, *, train=False, rngs=None):
     assm = lambda i, ms, pan: getattr(self, f"assm_{i}")(ms, pan, train=train,
                                                         rngs=rngs)
     cross = lambda i, ms, pan: self.cross(i, ms, pan, train, rngs)
+    if detail is not None:
+      lms, pan = (jnp.concatenate([x, detail], -1) for x in (lms, pan))
     ms1 = nnx.relu(self.ms_first(lms))
     pan1 = nnx.relu(self.pan_first(pan))
 

@@ -14,7 +14,10 @@ detail-injection CNNs do; see HEADS). `input_norm`: 'none', 'sample' or
 'band': the decoder sees lms and pan divided by their per-sample means (for
 lms, one mean over its bands or one per band), and a residual head's
 correction is multiplied back by the lms mean(s), so the network works at
-one scale whatever part of the range a scene occupies.
+one scale whatever part of the range a scene occupies. `detail_input`:
+'none' (SPEC) or 'pan_minus_ms': both shallow convs also read the PAN
+replicated over the bands minus lms (after input_norm), the detail that
+FusionNet's convs start from (see DETAIL_INPUTS).
 """
 
 import jax
@@ -62,6 +65,10 @@ def check_inputs(ms, pan, lms, num_bands):
 # scored, not in training.
 HEADS = ("sigmoid", "residual")
 INPUT_NORMS = ("none", "sample", "band")
+# pan_minus_ms: the per-band detail a head has to inject, given to the first
+# convs explicitly; without it they read lms and pan apart (each conv is
+# followed by a ReLU), and the network must learn the difference deeper in.
+DETAIL_INPUTS = ("none", "pan_minus_ms")
 # Floor of the per-sample means of input_norm=sample (a black tile).
 _NORM_FLOOR = 1e-3
 
@@ -98,16 +105,19 @@ class Pansharpener(nnx.Module):
   def __init__(self, num_bands, size: ModelSize,
                blocks: BlockOptions = BlockOptions(),
                world: WorldOptions = WorldOptions(), head="sigmoid",
-               input_norm="none", *, dtype=jnp.float32, rngs):
+               input_norm="none", detail_input="none", *, dtype=jnp.float32,
+               rngs):
     dim = size.dim
-    self.decoder = GPPNNDecoder(num_bands, size, blocks, world, dtype=dtype,
-                                rngs=rngs)
+    self.decoder = GPPNNDecoder(num_bands, size, blocks, world,
+                                detail_input=detail_input != "none",
+                                dtype=dtype, rngs=rngs)
     kw = dict(kind=head, dtype=dtype, rngs=rngs)
     self.head_quarter = Head(4 * dim, num_bands, **kw)
     self.head_half = Head(4 * dim, num_bands, **kw)
     self.head_full = Head(2 * dim, num_bands, **kw)
     self.num_bands, self.world = num_bands, world
-    self.input_norm, self.dtype = input_norm, dtype
+    self.input_norm, self.detail_input = input_norm, detail_input
+    self.dtype = dtype
 
   def __call__(self, ms, pan, lms=None, *, train=False, rngs=None):
     check_inputs(ms, pan, lms, self.num_bands)
@@ -119,9 +129,12 @@ class Pansharpener(nnx.Module):
     if self.input_norm != "none":
       scale = _sample_mean(lms, per_band=self.input_norm == "band")
       lms_in, pan_in = lms / scale, pan_in / _sample_mean(pan_in)
+    detail = None
+    if self.detail_input == "pan_minus_ms":
+      detail = (pan_in - lms_in).astype(self.dtype)
     quarter, half, full = self.decoder(lms_in.astype(self.dtype),
-                                       pan_in.astype(self.dtype), train=train,
-                                       rngs=rngs)
+                                       pan_in.astype(self.dtype), detail,
+                                       train=train, rngs=rngs)
     base_1_4 = ms if 4 * ms.shape[1] == height else avg_pool2(avg_pool2(lms))
     sr_1_4 = self.head_quarter(quarter, base_1_4, scale)
     sr_1_2 = self.head_half(half, avg_pool2(lms), scale)

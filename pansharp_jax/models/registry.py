@@ -60,6 +60,7 @@ def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
       lambda ratio, rngs: pansharpener.Pansharpener(
           num_bands, size, blocks, world_options,
           head=model_config.get("head", "sigmoid"),
-          input_norm=model_config.get("input_norm", "none"), dtype=dtype,
+          input_norm=model_config.get("input_norm", "none"),
+          detail_input=model_config.get("detail_input", "none"), dtype=dtype,
           rngs=rngs),
       world_options)

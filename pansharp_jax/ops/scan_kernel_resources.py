@@ -2,7 +2,8 @@
 
 `kernel_resources(target, d_state=...)` compiles the gradient of
 `fused_scan` (its forward and backward kernels) for a GPU that need not be
-here (ops/gpu_targets.py) and returns, per kernel, what ptxas reports
+here (ops/gpu_targets.py), or with `target=None` for this host's GPU, and
+returns, per kernel, what ptxas reports
 (registers per thread, spills) and the dynamic shared memory Mosaic GPU
 allocates for it: ptxas' own "smem" line counts static shared memory only
 (1 byte), so the figure comes from Mosaic's resource report. Both reports
@@ -69,7 +70,7 @@ def _gradient(*, gate: bool):
   return jax.jit(jax.grad(loss, argnums=tuple(range(8 + gate))))
 
 
-def kernel_resources(target: str = "h100", *, d_state: int = 16,
+def kernel_resources(target: str | None = "h100", *, d_state: int = 16,
                      channels: int = scan_kernel.BLOCK, length: int = 1024,
                      dtype=jnp.bfloat16, gate: bool = False) -> list[KernelResources]:
   """[forward, backward] kernels of the fused scan compiled for `target`.
@@ -77,9 +78,13 @@ def kernel_resources(target: str = "h100", *, d_state: int = 16,
   The operands are those the ASSM block passes (models/assm.py): u, delta
   and B in the compute `dtype`, C in float32 (it carries the prompts), no
   gate z. Registers and shared memory do not depend on `length` or the
-  batch (the grid), only on d_state, the dtypes and the gate.
+  batch (the grid), only on d_state, the dtypes and the gate. `target`
+  None: compiled on this host's first device (a GPU); the caller turns the
+  persistent compilation cache off there (a cached executable skips ptxas
+  and its report).
   """
-  mesh = jax.sharding.Mesh(gpu_targets.topology(target).devices, ("x",))
+  devices = gpu_targets.topology(target).devices if target else jax.devices()[:1]
+  mesh = jax.sharding.Mesh(devices, ("x",))
   replicated = NamedSharding(mesh, P())
   f32 = jnp.float32
 

@@ -11,7 +11,8 @@ checkpoints intact. A finished checkpoint whose files were damaged later is
 skipped on restore in favour of the one before it.
 
 `check_saved_model` refuses weights whose run (its config.json) trained
-another `model.head` / `model.input_norm`: same shapes, other meaning.
+another `model.head` / `model.input_norm` (same shapes, other meaning) or
+`model.detail_input` (other shapes: orbax would fail on them obscurely).
 """
 
 import json
@@ -25,11 +26,13 @@ import orbax.checkpoint as ocp
 
 from pansharp_jax.errors import CheckpointError
 from pansharp_jax.train import linen_restore
+from pansharp_jax.train import parallel
 
 
-# Pansharpener fields that change what its weights mean without changing
-# their shapes, with the value runs saved before the field existed had.
-_SAME_SHAPE_FIELDS = {"head": "sigmoid", "input_norm": "none"}
+# Pansharpener fields that change what its weights mean (head, input_norm:
+# not their shapes; detail_input: the first convs' inputs), with the value
+# runs saved before the field existed had.
+_WEIGHT_FIELDS = {"head": "sigmoid", "input_norm": "none", "detail_input": "none"}
 
 
 def has_steps(folder: str) -> bool:
@@ -43,9 +46,9 @@ def has_steps(folder: str) -> bool:
 
 def check_saved_model(config, workdir: str) -> None:
   """Raises CheckpointError when WORKDIR's weights were trained with another
-  `model.head` or `model.input_norm` than `config` names (read from the
-  run's config.json): they would load (the parameters are the same) and
-  fuse wrongly."""
+  `model.head`, `model.input_norm` or `model.detail_input` than `config`
+  names (read from the run's config.json): they would load and fuse
+  wrongly, or fail to load with orbax's shape error."""
   path = os.path.join(workdir, "config.json")
   if config.model.name != "pansharpener" or not any(
       has_steps(os.path.join(workdir, folder)) for folder in ("checkpoints", "best")):
@@ -60,7 +63,7 @@ def check_saved_model(config, workdir: str) -> None:
   if (not isinstance(saved, dict) or
       saved.get("name", "pansharpener") != "pansharpener"):
     return
-  for field, before in _SAME_SHAPE_FIELDS.items():
+  for field, before in _WEIGHT_FIELDS.items():
     trained, now = saved.get(field, before), config.model.get(field, before)
     if trained != now:
       raise CheckpointError(
@@ -123,11 +126,17 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state,
     try:
       restored = _restore_or_convert(manager, step, "state", abstract_state,
                                      linen_paths)
+      failure = None
     except Exception as e:  # pylint: disable=broad-except
       # Orbax and tensorstore report damaged files with many exception types.
-      logging.warning("Checkpoint %s/%d does not load (%s: %s); trying the one "
-                      "before it.", manager.directory, step, type(e).__name__, e)
-      errors.append(f"step {step}: {type(e).__name__}: {e}")
+      failure = f"{type(e).__name__}: {e}"
+    # Every host takes the same step: hosts resumed at different steps would
+    # wait forever for each other's saves.
+    if parallel.any_process(failure is not None):
+      failure = failure or "it did not load on another host"
+      logging.warning("Checkpoint %s/%d does not load (%s); trying the one "
+                      "before it.", manager.directory, step, failure)
+      errors.append(f"step {step}: {failure}")
       continue
     return restored
   if errors:

@@ -105,6 +105,14 @@ def initialize_distributed(config, environ=os.environ) -> None:
     raise LaunchError(
         f"jax.distributed: the processes did not connect ({where or 'cluster detection'}; "
         f"config.distributed.initialization_timeout={wait} s): {detail}") from None
+  if jax.default_backend() == "cpu" and jax.config.jax_enable_compilation_cache:
+    # jax 0.12.1: a program with gloo collectives that several CPU processes
+    # load from the persistent compilation cache waits forever in its first
+    # collective (a resumed run on two processes hung; compiled afresh it
+    # runs). CPU programs compile in seconds, so the cache is left out.
+    logging.info("Persistent compilation cache off: %d CPU processes",
+                 jax.process_count())
+    jax.config.update("jax_enable_compilation_cache", False)
 
 
 def _wait_for_coordinator(address: str, seconds: int) -> None:

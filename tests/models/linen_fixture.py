@@ -58,9 +58,12 @@ def unflatten(flat):
 
 
 def loss(outputs, batch, world):
-  """The default config's training loss (every term the world switches on)."""
-  return losses.compute_losses(outputs, batch, common.get_base_config().loss,
-                               world=world, sensor="QB")
+  """The default config's training loss (every term the world switches on),
+  multi-scale at every ratio as when the fixture was written."""
+  config = common.get_base_config().loss
+  config.multiscale_from_ratio = 2
+  return losses.compute_losses(outputs, batch, config, world=world,
+                               sensor="QB")
 
 
 @contextlib.contextmanager
@@ -130,18 +133,21 @@ def load(path=PATH):
   return cases
 
 
+# The pansharpener as the fixture's Linen code had it: SPEC's shallow convs
+# (model.detail_input came later, with another default).
+_SPEC = dict(detail_input="none")
 # case -> (model config fields, train step recorded?, params taken from case).
 # The world presets share one parameter set (the full preset's, less the
 # modules a preset lacks); model.world.<name> is given as world_<name>.
 CASES = {
     **{f"cnn_{name}": (dict(name=name), True, None)
        for name in ("pnn", "pannet", "dicnn", "fusionnet")},
-    **{f"{size}_{preset}": (dict(size=size, world_preset=preset),
+    **{f"{size}_{preset}": (dict(size=size, world_preset=preset, **_SPEC),
                             size == "tiny" or preset == "full",
                             None if preset == "full" else f"{size}_full")
        for size in ("tiny", "small") for preset in ("full", "core", "none")},
-    "tiny_patch_prior": (dict(size="tiny", world_patch_prior=True), False,
-                         "tiny_none"),
-    "tiny_scan_layers": (dict(size="tiny", scan_layers=True, depth=2), True,
-                         None),
+    "tiny_patch_prior": (dict(size="tiny", world_patch_prior=True, **_SPEC),
+                         False, "tiny_none"),
+    "tiny_scan_layers": (dict(size="tiny", scan_layers=True, depth=2,
+                              **_SPEC), True, None),
 }

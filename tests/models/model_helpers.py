@@ -74,11 +74,22 @@ def wake_heads(params, seed=0, scale=0.05):
   return params
 
 
-def drop(params, name):
-  """`params` without every subtree called `name` (a world option's)."""
-  if isinstance(params, dict):
-    return {k: drop(v, name) for k, v in params.items() if k != name}
-  return params
+def dead_parameters(model, params, ms, pan, lms) -> list[str]:
+  """Paths of the parameters that get no gradient from a loss on every
+  output (heads woken, train mode: the routing's straight-through Gumbel
+  passes gradients); [] when every parameter is reached."""
+  params = wake_heads(params)
+  targets = [o + 0.05 for o in model.apply({"params": params}, ms, pan, lms)]
+
+  def loss(p):
+    outputs = model.apply({"params": p}, ms, pan, lms, train=True,
+                          rngs={"gumbel": key(7), "dropout": key(8)})
+    return sum(jnp.mean((o - t) ** 2) for o, t in zip(outputs, targets))
+
+  grads = jax.jit(jax.grad(loss))(params)
+  return [jax.tree_util.keystr(path)
+          for path, g in jax.tree_util.tree_flatten_with_path(grads)[0]
+          if not np.any(np.asarray(g) != 0)]
 
 
 def leaves(tree):

@@ -102,6 +102,26 @@ def test_the_newest_of_two_good_checkpoints_is_restored(setup, tmp_path):
   _equal(restored, newest)
 
 
+def test_a_step_another_host_cannot_load_is_skipped_on_every_host(setup, tmp_path, monkeypatch):
+  # Hosts resumed at different steps would deadlock in their first save: a
+  # step that fails on any host (stood in for by any_process) is skipped here
+  # too, though it loads on this one.
+  config, init, _ = setup
+  manager = checkpoint.make_manager(str(tmp_path), config)
+  first = _save(manager, init(jax.random.PRNGKey(1)), 1)
+  _save(manager, init(jax.random.PRNGKey(2)), 2)
+  asked = []
+  def failed_elsewhere(flag):
+    asked.append(flag)
+    return len(asked) == 1   # the newest step failed on another host
+  monkeypatch.setattr(parallel, "any_process", failed_elsewhere)
+  restored = checkpoint.restore_latest(manager, _abstract(init))
+  manager.close()
+  assert asked == [False, False]   # both steps loaded here
+  assert int(restored.step) == 1
+  _equal(restored, first)
+
+
 def test_no_loadable_checkpoint_is_an_error(setup, tmp_path):
   config, init, _ = setup
   state = init(jax.random.PRNGKey(1))
@@ -148,6 +168,9 @@ def test_weights_trained_with_other_heads_are_refused(tmp_path):
   with pytest.raises(errors.CheckpointError, match="model.input_norm=none"):
     checkpoint.check_saved_model(config, old)
   config.model.input_norm = "none"
+  with pytest.raises(errors.CheckpointError, match="model.detail_input=none"):
+    checkpoint.check_saved_model(config, old)
+  config.model.detail_input = "none"
   checkpoint.check_saved_model(config, old)
   # The reference CNNs have no such fields; nor does a workdir without weights.
   config = default.get_config()
@@ -160,7 +183,8 @@ def test_weights_trained_with_other_heads_are_refused(tmp_path):
 def test_weights_of_the_same_heads_are_accepted(tmp_path):
   config = default.get_config()
   run = _run_dir(tmp_path, {"name": "pansharpener", "head": "residual",
-                            "input_norm": "sample"})
+                            "input_norm": "sample",
+                            "detail_input": "pan_minus_ms"})
   checkpoint.check_saved_model(config, run)
   config.model.input_norm = "band"
   with pytest.raises(errors.CheckpointError, match="input_norm=sample, the config has band"):

@@ -297,7 +297,7 @@ def compute_losses(outputs, batch, loss_config, *, world=None,
     # MS's resolution) cost ~4% ERGAS of the full output (docs/recipes.md).
     w_half = w_quarter = 0.0
   terms = {"l1": w_full * l1(full, gt)}
-  if coarse:
+  if coarse and (w_half or w_quarter):
     sr_1_4, sr_1_2 = coarse
     gt_1_2 = avg_pool2(gt)
     terms["l1"] += (w_half * l1(sr_1_2, gt_1_2) +

@@ -157,7 +157,7 @@ def _check_data_fields(data):
 
 
 def _check_model(model):
-  _one_of(model, "model.", "name", registry.NAMES)
+  _one_of(model, "model.", "name", registry.names())
   _one_of(model, "model.", "size", tuple(sizes.SIZES))
   _one_of(model, "model.", "head", pansharpener.HEADS)
   _one_of(model, "model.", "input_norm", pansharpener.INPUT_NORMS)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from pansharp_jax import ops
+from pansharp_jax.models import scopes
 from pansharp_jax.models.layers import DepthwiseConv, SqueezeExcite, dense
 from pansharp_jax.models.options import BlockOptions
 from pansharp_jax.models.sizes import LayerSize
@@ -62,7 +63,7 @@ def gather_tokens(x, perm):
   return jnp.take_along_axis(x, perm[..., None], axis=-2)
 
 
-class SemanticScan(nnx.Module):
+class SemanticScan(scopes.Module):
   """S6 over token grids in semantic order, along 1, 2 or 4 directions.
 
   The S6 parameters (x/dt projections, A, D, dt bias) are shared by the
@@ -122,7 +123,7 @@ class SemanticScan(nnx.Module):
     return y.reshape(x.shape)
 
 
-class LocalEnhance(nnx.Module):
+class LocalEnhance(scopes.Module):
   """Multi-scale local features: depthwise 3x3 and 5x5, fused 1x1-GELU-1x1."""
   linen_names = {"depthwise_3": "DepthwiseConv_0",
                  "depthwise_5": "DepthwiseConv_1",
@@ -139,7 +140,7 @@ class LocalEnhance(nnx.Module):
     return self.out(nnx.gelu(self.fuse(y)))
 
 
-class Prompts(nnx.Module):
+class Prompts(scopes.Module):
   """Per-route prompts for MS and PAN: one-hot policy @ (embedding @ proj)."""
 
   def __init__(self, num_tokens, inner_rank, d_state, *, rngs):
@@ -155,7 +156,7 @@ class Prompts(nnx.Module):
     return jnp.einsum("bhwt,mtn->mbhwn", policy, table)
 
 
-class DualModalFusion(nnx.Module):
+class DualModalFusion(scopes.Module):
   """Fuses the scanned MS and PAN tokens; gated, with LayerScale residuals."""
   linen_names = {"fuse_in": "Dense_0", "fuse_out": "Dense_1",
                  "norm": "LayerNorm_0", "gates": "Dense_2"}
@@ -182,7 +183,7 @@ class DualModalFusion(nnx.Module):
             s_pan + f * g_pan + scale[1] * x_pan)
 
 
-class DualModalASSM(nnx.Module):
+class DualModalASSM(scopes.Module):
   """One block: (ms, pan) -> (ms + update, pan + update)."""
   linen_names = {"local": "LocalEnhance_0", "excite": "SqueezeExcite_0",
                  "prompts": "Prompts_0", "scan": "SemanticScan_0",
@@ -240,7 +241,7 @@ class DualModalASSM(nnx.Module):
             pan + self.out_proj(self.out_norm(out_pan)))
 
 
-class ASSMLayer(nnx.Module):
+class ASSMLayer(scopes.Module):
   """`depth` DualModalASSM blocks, each rematerialised if `remat`.
 
   With `scan_layers` the blocks are stacked (parameters with a leading depth

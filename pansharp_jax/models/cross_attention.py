@@ -11,12 +11,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from pansharp_jax.models import scopes
 from pansharp_jax.models.layers import dense
 from pansharp_jax.models.world import DeformableAlignment
 from pansharp_jax.ops.attention import attention
 
 
-class CrossModalAttention(nnx.Module):
+class CrossModalAttention(scopes.Module):
 
   def __init__(self, dim, heads, pool=1, dropout=0.0, attn_impl="auto",
                attn_chunk=512, dca_points=0, dca_weight=0.3, *,

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from pansharp_jax.models import scopes
 from pansharp_jax.models.assm import ASSMLayer
 from pansharp_jax.models.cross_attention import CrossModalAttention
 from pansharp_jax.models.layers import (DepthwiseConv, SqueezeExcite, avg_pool2,
@@ -27,7 +28,7 @@ from pansharp_jax.models.sizes import ModelSize
 from pansharp_jax.models.world import WorldOptions, WorldStateMemory
 
 
-class ConvFusion(nnx.Module):
+class ConvFusion(scopes.Module):
   """3x3 conv, GELU, 3x3 conv, GELU, 1x1 conv (a Linear layer)."""
   linen_names = {"conv_1": "Conv_0", "conv_2": "Conv_1", "out": "Dense_0"}
 
@@ -41,7 +42,7 @@ class ConvFusion(nnx.Module):
     return self.out(nnx.gelu(self.conv_2(x)))
 
 
-class EdgePreservingRefine(nnx.Module):
+class EdgePreservingRefine(scopes.Module):
   """x + refine(x) * edge_gate(x): depthwise 3x3-GELU-1x1 detail, gated by a
   sigmoid bottleneck so edges are sharpened where the gate opens."""
   linen_names = {"detail": "Dense_0", "depthwise": "DepthwiseConv_0",
@@ -59,7 +60,7 @@ class EdgePreservingRefine(nnx.Module):
     return x + refined * gate
 
 
-class ResidualEnhance(nnx.Module):
+class ResidualEnhance(scopes.Module):
   """3x3 conv, ReLU, 1x1 conv (scaled by 0.1 where it is added)."""
   linen_names = {"conv": "Conv_0", "out": "Dense_0"}
 
@@ -71,7 +72,7 @@ class ResidualEnhance(nnx.Module):
     return self.out(nnx.relu(self.conv(x)))
 
 
-class ChannelSpatialAttention(nnx.Module):
+class ChannelSpatialAttention(scopes.Module):
   """x * (1 + channel context) * (1 + 0.5 * 7x7 spatial attention)."""
   linen_names = {"context": "SqueezeExcite_0", "spatial": "Conv_0"}
 
@@ -85,7 +86,7 @@ class ChannelSpatialAttention(nnx.Module):
     return x * (1 + self.context(x)) * (1 + 0.5 * spatial)
 
 
-class GPPNNDecoder(nnx.Module):
+class GPPNNDecoder(scopes.Module):
   linen_names = {"enhance": "ResidualEnhance_0",
                  "attention": "ChannelSpatialAttention_0"}
 

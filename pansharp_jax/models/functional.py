@@ -6,7 +6,8 @@ anything can. `FunctionalModel` is that boundary: `init` builds the NNX
 module and splits it into `{'params': ..., 'world_state': ...}` (plain nested
 dicts, the layout Linen's variables had), `apply` merges a state into the
 module's graph (at trace time only), calls it and splits the new state off.
-The graph is built once per ratio from abstract shapes (`nnx.eval_shape`).
+The graph is built once per ratio from abstract shapes (`nnx.eval_shape`),
+its modules named for the ops' scopes (models/scopes.py).
 """
 
 from typing import Callable
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from pansharp_jax.models import linen_paths
+from pansharp_jax.models import linen_paths, scopes
 from pansharp_jax.models.world import WorldOptions, WorldState
 
 # Variable kind -> the key its pure state has in a variables dict.
@@ -50,8 +51,9 @@ class FunctionalModel:
   def abstract(self, ratio: int):
     """The network of `ratio` with shapes for values (nothing allocated)."""
     if ratio not in self._abstract:
-      self._abstract[ratio] = nnx.eval_shape(
-          lambda: self.build(ratio, nnx.Rngs(0)))
+      network = nnx.eval_shape(lambda: self.build(ratio, nnx.Rngs(0)))
+      scopes.name_modules(network)  # kept by graphdef(), so by every apply
+      self._abstract[ratio] = network
     return self._abstract[ratio]
 
   def graphdef(self, ratio: int):

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from pansharp_jax.models import scopes
 from pansharp_jax.ops import backend
 
 
@@ -23,7 +24,7 @@ def conv(features_in, features_out, kernel, *, dtype, rngs, **kwargs):
                   rngs=rngs, **kwargs)
 
 
-class DepthwiseConv(nnx.Module):
+class DepthwiseConv(scopes.Module):
   """A (kernel x kernel) depthwise convolution with bias, 'SAME' padding.
 
   XLA:CPU runs grouped convolutions 5-10x slower than dense ones, so on CPU
@@ -52,7 +53,7 @@ class DepthwiseConv(nnx.Module):
     return y + bias
 
 
-class SqueezeExcite(nnx.Module):
+class SqueezeExcite(scopes.Module):
   """Channel weights in (0, 1) from globally pooled features (B, 1, 1, C)."""
   linen_names = {"reduce": "Dense_0", "expand": "Dense_1"}
 

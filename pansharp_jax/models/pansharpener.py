@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from pansharp_jax.models import scopes
 from pansharp_jax.models.decoder import GPPNNDecoder
 from pansharp_jax.models.layers import avg_pool2, conv
 from pansharp_jax.models.options import BlockOptions
@@ -73,7 +74,7 @@ DETAIL_INPUTS = ("none", "pan_minus_ms")
 _NORM_FLOOR = 1e-3
 
 
-class Head(nnx.Module):
+class Head(scopes.Module):
   """The correction conv3x3(features), zero at the start, applied to `base`
   through the `kind` of HEADS; `scale` multiplies a residual correction."""
   linen_names = {"conv": "Conv_0"}
@@ -100,7 +101,7 @@ def _sample_mean(x, per_band=False):
   return jnp.maximum(jnp.mean(x, axis=axes, keepdims=True), _NORM_FLOOR)
 
 
-class Pansharpener(nnx.Module):
+class Pansharpener(scopes.Module):
 
   def __init__(self, num_bands, size: ModelSize,
                blocks: BlockOptions = BlockOptions(),

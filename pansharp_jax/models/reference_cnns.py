@@ -28,6 +28,7 @@ the layers to the names the Linen versions gave them (models/linen_paths.py).
 import jax.numpy as jnp
 from flax import nnx
 
+from pansharp_jax.models import scopes
 from pansharp_jax.models.layers import conv
 from pansharp_jax.models.pansharpener import check_inputs, upsample
 
@@ -43,7 +44,7 @@ def high_pass(x):
   return x - nnx.avg_pool(padded, box, strides=(1, 1))
 
 
-class ResBlock(nnx.Module):
+class ResBlock(scopes.Module):
   """x + conv3x3(ReLU(conv3x3(x))), the block of PanNet and FusionNet."""
   linen_names = {"conv_in": "Conv_0", "conv_out": "Conv_1"}
 
@@ -55,8 +56,9 @@ class ResBlock(nnx.Module):
     return x + self.conv_out(nnx.relu(self.conv_in(x)))
 
 
-class _ReferenceCNN(nnx.Module):
-  """Shared call: input checks, lms, float32 output."""
+class ReferenceCNN(scopes.Module):
+  """Shared call: input checks, lms, float32 output; a subclass builds its
+  layers in `__init__` and computes in `fuse` (docs/models.md)."""
 
   def __init__(self, num_bands, dtype):
     self.num_bands = num_bands
@@ -74,7 +76,7 @@ class _ReferenceCNN(nnx.Module):
     raise NotImplementedError
 
 
-class _ResNet(_ReferenceCNN):
+class _ResNet(ReferenceCNN):
   """conv3x3 (features), ReLU, `blocks` ResBlocks, conv3x3 (C)."""
 
   def __init__(self, num_bands, features_in, features, blocks, dtype, rngs):
@@ -92,7 +94,7 @@ class _ResNet(_ReferenceCNN):
     return self.conv_out(x)
 
 
-class PNN(_ReferenceCNN):
+class PNN(ReferenceCNN):
   linen_names = {"conv_1": "Conv_0", "conv_2": "Conv_1", "conv_3": "Conv_2"}
 
   def __init__(self, num_bands, ratio=4, *, dtype=jnp.float32, rngs):
@@ -131,7 +133,7 @@ class PanNet(_ResNet):
     return lms + self.residual(x)
 
 
-class DiCNN(_ReferenceCNN):
+class DiCNN(ReferenceCNN):
   linen_names = {"conv_1": "Conv_0", "conv_2": "Conv_1", "conv_3": "Conv_2"}
 
   def __init__(self, num_bands, ratio=4, *, features=64, dtype=jnp.float32,

@@ -14,7 +14,13 @@ import ml_collections
 from pansharp_jax.models import functional, options, pansharpener
 from pansharp_jax.models import reference_cnns, sizes, world
 
-NAMES = ("pansharpener", *reference_cnns.NETWORKS)
+
+def names() -> tuple[str, ...]:
+  """The model names: ours and NETWORKS' (read at each call, so a network
+  registered there is known everywhere)."""
+  return ("pansharpener", *reference_cnns.NETWORKS)
+
+
 # World options that change the pansharpener's architecture or inference
 # (the others, DSC and WAC-X, are loss terms any network trains with).
 ARCHITECTURE_OPTIONS = ("wsm", "dca", "patch_prior")
@@ -31,7 +37,7 @@ def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
   """The NNX network named by `model_config.name` as a `FunctionalModel`
   (`init`, `apply` over pure state): the pansharpener at `model_config.size`;
   the reference CNNs have their papers' one size."""
-  if model_config.name not in NAMES:
+  if model_config.name not in names():
     raise ValueError(f"config.model.name: unknown model {model_config.name!r}")
   world_options = world.world_options(model_config.get("world"))
   dtype = jnp.dtype(model_config.dtype)

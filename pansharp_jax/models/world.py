@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from pansharp_jax.models import scopes
 from pansharp_jax.models.layers import conv, dense
 
 PRESETS = {
@@ -64,7 +65,7 @@ def world_options(world_config) -> WorldOptions:
   return WorldOptions(**fields)
 
 
-class GRUCell(nnx.Module):
+class GRUCell(scopes.Module):
   """A GRU step, the Linen GRUCell's maths and layers (n's hidden path has a
   bias, inside the reset gate)."""
   linen_names = {"in_": "in"}
@@ -83,7 +84,7 @@ class GRUCell(nnx.Module):
     return (1.0 - z) * n + z * h
 
 
-class WorldStateMemory(nnx.Module):
+class WorldStateMemory(scopes.Module):
   """GRU world state carried across steps; FiLM-modulates the features.
 
   The stored state is one vector (batch-size free): each sample's GRU step
@@ -151,7 +152,7 @@ def bilinear_sample(image, y, x):
   return top * (1 - wy) + bottom * wy
 
 
-class DeformableAlignment(nnx.Module):
+class DeformableAlignment(scopes.Module):
   """DCA-FIM: aligns PAN features to the fused features by deformable sampling.
 
   Offsets (zero-initialised, so it starts as an identity lookup) and

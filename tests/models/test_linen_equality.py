@@ -8,6 +8,7 @@ and gradients (per leaf: L2 norm and sum; whole leaves for some).
 """
 
 import jax
+import jaxlib
 import numpy as np
 import pytest
 from flax import nnx
@@ -17,7 +18,12 @@ from pansharp_jax.models.world import WorldState
 import linen_fixture as lf
 import model_helpers as h
 
-TOLERANCE = 1e-6
+# The fixture was written on jaxlib 0.12.0.1: there the NNX programs match
+# the Linen ones to 1e-6. Another XLA release rounds a few values of the same
+# program differently (jaxlib 0.10.2, CI's oldest leg: up to 2.7e-6 in
+# tiny_none's output), whichever API built it, so other releases get 1e-5.
+FIXTURE_JAXLIB = "0.12.0.1"
+TOLERANCE = 1e-6 if jaxlib.__version__ == FIXTURE_JAXLIB else 1e-5
 CASES = tuple(lf.CASES)
 
 

@@ -65,6 +65,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   # WorldView-2 at 600 tiny steps (docs/recipes.md).
   model.detail_input = "pan_minus_ms"
   model.depth = 0                # ASSM blocks per layer; 0: the size's (base 6, large 8; the original builds 1)
+  model.dim = 0                  # feature width; 0: the size's (tiny 16, small 32, base 96, large 128)
   model.dtype = "float32"        # compute dtype; params stay float32
   model.remat = False            # rematerialise each ASSM / attention block
   model.scan_layers = True       # nn.scan over each layer's ASSM blocks (faster compile; off on CPU)

@@ -159,6 +159,10 @@ def _check_data_fields(data):
 def _check_model(model):
   _one_of(model, "model.", "name", registry.names())
   _one_of(model, "model.", "size", tuple(sizes.SIZES))
+  dim, heads = int(model.get("dim", 0)), sizes.SIZES[model.size].heads
+  _require(dim == 0 or (dim > 0 and all(dim % n == 0 for n in heads)),
+           "model.dim", f"must be 0 (the size's width) or a positive multiple "
+           f"of every attention head count {heads}, got {dim}")
   _one_of(model, "model.", "head", pansharpener.HEADS)
   _one_of(model, "model.", "input_norm", pansharpener.INPUT_NORMS)
   _one_of(model, "model.", "detail_input", pansharpener.DETAIL_INPUTS)

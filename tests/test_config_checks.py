@@ -47,6 +47,7 @@ BAD = [
     ("model.name", "resnet", "must be one of pansharpener"),
     ("model.dtype", "float16", "must be one of float32, bfloat16"),
     ("model.depth", -1, "must be 0 (the size's depth) or positive"),
+    ("model.dim", 15, "positive multiple of every attention head count (2, 2, 2)"),
     ("model.size", "huge", "must be one of tiny, small, base, large"),
     ("model.head", "tanh", "must be one of sigmoid, residual"),
     ("model.input_norm", "batch", "must be one of none, sample, band"),

@@ -62,6 +62,8 @@ def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
   size = sizes.get_size(model_config.size)
   if model_config.get("depth", 0):
     size = dataclasses.replace(size, depth=int(model_config.depth))
+  if model_config.get("dim", 0):
+    size = dataclasses.replace(size, dim=int(model_config.dim))
   return functional.FunctionalModel(
       lambda ratio, rngs: pansharpener.Pansharpener(
           num_bands, size, blocks, world_options,

@@ -171,6 +171,9 @@ def test_weights_trained_with_other_heads_are_refused(tmp_path):
   with pytest.raises(errors.CheckpointError, match="model.detail_input=none"):
     checkpoint.check_saved_model(config, old)
   config.model.detail_input = "none"
+  with pytest.raises(errors.CheckpointError, match="model.dim=0, the config has 24"):
+    checkpoint.check_saved_model(config, old)
+  config.model.dim = 0
   checkpoint.check_saved_model(config, old)
   # The reference CNNs have no such fields; nor does a workdir without weights.
   config = default.get_config()
@@ -184,7 +187,7 @@ def test_weights_of_the_same_heads_are_accepted(tmp_path):
   config = default.get_config()
   run = _run_dir(tmp_path, {"name": "pansharpener", "head": "residual",
                             "input_norm": "sample",
-                            "detail_input": "pan_minus_ms"})
+                            "detail_input": "pan_minus_ms", "dim": 24})
   checkpoint.check_saved_model(config, run)
   config.model.input_norm = "band"
   with pytest.raises(errors.CheckpointError, match="input_norm=sample, the config has band"):

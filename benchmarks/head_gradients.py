@@ -45,6 +45,7 @@ def _config(preset: str):
   # The model and loss the diagnosis measured (before round 2's defaults: at
   # ratio 2 those leave the 1/2 and 1/4 heads without gradient).
   config.model.detail_input = "none"
+  config.model.dim = 0  # tiny's width 16 (round 3's default is 24)
   config.loss.multiscale_from_ratio = 2
   return config
 

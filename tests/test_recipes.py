@@ -1,10 +1,13 @@
 """benchmarks/recipes.py: the real-like scenes it writes and the table it prints."""
 
+import jax
 import numpy as np
 import tifffile
 
 from benchmarks import recipes
+from configs import default
 from pansharp_jax.data.geotiff_tiles import GeoTiffWaldSource
+from pansharp_jax.models import registry, sizes
 
 
 def test_scenes_are_deterministic_full_resolution_pairs_the_geotiff_source_reads(tmp_path):
@@ -43,3 +46,14 @@ def test_table_names_the_metrics_the_model_wins():
   assert "| model | 31 | 4 | 3.5 | 0.9 |" in table
   # ERGAS: GSA is lower; Q2n: a tie is not a win.
   assert table.endswith("the model beats every baseline on: PSNR (dB), SAM (deg)")
+
+
+def test_the_small_recipe_builds_small_at_its_own_width():
+  # configs/default.py sets tiny's width (model.dim=24); small must not inherit it.
+  config = default.get_config()
+  config.update_from_flattened_dict(recipes.RECIPES["small"])
+  ms, pan = np.zeros((1, 4, 4, 4), np.float32), np.zeros((1, 16, 16, 1), np.float32)
+  shapes = jax.eval_shape(registry.build_model(config.model, 4).init,
+                          jax.random.PRNGKey(0), ms, pan)
+  width = shapes["params"]["decoder"]["ms_first"]["kernel"].shape[-1]
+  assert width == sizes.SIZES["small"].dim == 32

@@ -64,11 +64,13 @@ def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
     size = dataclasses.replace(size, depth=int(model_config.depth))
   if model_config.get("dim", 0):
     size = dataclasses.replace(size, dim=int(model_config.dim))
+  # Read now: the model is built later (per ratio), from these values only.
+  head = model_config.get("head", "sigmoid")
+  input_norm = model_config.get("input_norm", "none")
+  detail_input = model_config.get("detail_input", "none")
   return functional.FunctionalModel(
       lambda ratio, rngs: pansharpener.Pansharpener(
-          num_bands, size, blocks, world_options,
-          head=model_config.get("head", "sigmoid"),
-          input_norm=model_config.get("input_norm", "none"),
-          detail_input=model_config.get("detail_input", "none"), dtype=dtype,
+          num_bands, size, blocks, world_options, head=head,
+          input_norm=input_norm, detail_input=detail_input, dtype=dtype,
           rngs=rngs),
       world_options)

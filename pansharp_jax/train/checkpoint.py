@@ -26,6 +26,7 @@ from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 from pansharp_jax.errors import CheckpointError
+from pansharp_jax.models import sizes
 from pansharp_jax.train import linen_restore
 from pansharp_jax.train import parallel
 
@@ -67,10 +68,18 @@ def check_saved_model(config, workdir: str) -> None:
     return
   for field, before in _WEIGHT_FIELDS.items():
     trained, now = saved.get(field, before), config.model.get(field, before)
-    if trained != now:
+    if _built(field, trained, saved) != _built(field, now, config.model):
       raise CheckpointError(
           f"{path}: its weights were trained with model.{field}={trained}, "
           f"the config has {now}; pass --config.model.{field}={trained}")
+
+
+def _built(field, value, model):
+  """What `value` of `field` builds: dim 0 is the size's own width, so
+  tiny's dim=0 and dim=16 are the same weights."""
+  if field == "dim" and not value and model.get("size") in sizes.SIZES:
+    return sizes.SIZES[model.get("size")].dim
+  return value
 
 
 def make_manager(workdir: str, config) -> ocp.CheckpointManager:

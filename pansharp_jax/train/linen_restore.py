@@ -24,7 +24,7 @@ def _place(value, like):
   """`value` as an array shaped, typed and sharded like `like`."""
   if isinstance(value, jax.Array):  # replicated: this host holds all of it
     value = value.addressable_data(0)
-  host = np.asarray(value, dtype=like.dtype).reshape(like.shape)
+  host = np.asarray(value, dtype=like.dtype)
   sharding = getattr(like, "sharding", None)
   if sharding is None:
     return jax.numpy.asarray(host)
@@ -46,6 +46,9 @@ def from_linen(raw, abstract, paths: dict):
         break
     if names not in found:
       raise KeyError(f"no {'/'.join(names)} in the saved tree")
+    if np.shape(found[names]) != tuple(like.shape):  # e.g. another width
+      raise KeyError(f"{'/'.join(names)} is {np.shape(found[names])} in the "
+                     f"saved tree, {tuple(like.shape)} in this network")
     leaves.append(_place(found[names], like))
   return treedef.unflatten(leaves)
 

@@ -175,6 +175,8 @@ def test_weights_trained_with_other_heads_are_refused(tmp_path):
     checkpoint.check_saved_model(config, old)
   config.model.dim = 0
   checkpoint.check_saved_model(config, old)
+  config.model.dim = 16  # tiny's own width, the weights dim=0 trained
+  checkpoint.check_saved_model(config, old)
   # The reference CNNs have no such fields; nor does a workdir without weights.
   config = default.get_config()
   config.model.name = "fusionnet"
@@ -189,6 +191,10 @@ def test_weights_of_the_same_heads_are_accepted(tmp_path):
                             "input_norm": "sample",
                             "detail_input": "pan_minus_ms", "dim": 24})
   checkpoint.check_saved_model(config, run)
+  config.model.dim = 0  # tiny's 16, not the 24 the run trained
+  with pytest.raises(errors.CheckpointError, match="model.dim=24, the config has 0"):
+    checkpoint.check_saved_model(config, run)
+  config.model.dim = 24
   config.model.input_norm = "band"
   with pytest.raises(errors.CheckpointError, match="input_norm=sample, the config has band"):
     checkpoint.check_saved_model(config, run)

@@ -6,8 +6,8 @@
 Builds the run `benchmarks/presets.py` makes for (preset, model, seed 0) and
 times, in CPU seconds of this process (user + system, so a busy shared
 machine inflates them less than wall seconds), what `train/loop.py` does in
-turn: the data sources, the state's init (compile and run), the train step's
-trace and lowering, its XLA compile, the first step, `--steps` further steps
+turn: the data sources, the state's init (compile and run), the first batch,
+the train step's trace and lowering, its XLA compile, the first step, `--steps` further steps
 with their input pipeline, the final evaluation (the eval forward's compile,
 the model and the classical methods on every validation tile) and the
 checkpoint write. Prints one JSON line: the phases, the CPU seconds per
@@ -86,6 +86,7 @@ def main(argv):
       train_source, config.data, batch_size=int(config.batch_size),
       seed=config.seed))
   batch = parallel.shard_batch(next(batches), mesh)
+  lap("first batch")
   lowered = builder.jit_train_step(model, optimizer, config, mesh).lower(
       state, batch)
   lap("train step: trace + lower")

@@ -76,7 +76,7 @@ def ergas_at(by: dict, cpu: float) -> float | None:
   points = sorted((v[2], v[0]) for v in by.values())
   for (c0, e0), (c1, e1) in zip(points, points[1:]):
     if c0 <= cpu <= c1:
-      w = np.log(cpu / c0) / np.log(c1 / c0)
+      w = np.log(cpu / c0) / np.log(c1 / c0) if c1 > c0 else 0.0
       return float(e0 + w * (e1 - e0))
   return None
 
@@ -138,7 +138,7 @@ def main(argv):
   for preset, result in results.items():
     print(table(preset, result))
     for ours in OURS.value:
-      if ours in result:
+      if ours in result and "fusionnet" in result:
         print(equal_cpu(preset, result, ours, "fusionnet"))
   os.makedirs(os.path.dirname(os.path.abspath(OUT.value)), exist_ok=True)
   draw(results).save(OUT.value, format="PNG")

@@ -28,6 +28,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from benchmarks.preset_runs import run_settings
 from pansharp_jax.data import presets
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Root of the runs.", required=True)
@@ -45,15 +46,6 @@ TAG = flags.DEFINE_string("tag", "", "Run folder prefix instead of the model "
 
 _METRICS = ("ergas", "q2n")
 _CLASSICAL = ("EXP", "BT-H", "GS", "GSA", "MTF-GLP-FS", "MTF-GLP-HPM")
-
-
-def run_settings(preset: str, seed: str, steps: int, size: int) -> dict:
-  """The config overrides of one run (before --set)."""
-  settings = {} if preset == "demo" else presets.preset_overrides(preset)
-  return {**settings, "seed": seed, "data.image_size": size,
-          "data.synthetic.scene_size": size, "data.synthetic.num_train": 256,
-          "data.synthetic.num_val": 32, "num_train_steps": steps,
-          "eval_every": steps, "log_every": 50, "checkpoint_every": 100_000}
 
 
 def train(workdir: str, settings: dict, extra: list[str]) -> dict:

@@ -29,6 +29,8 @@ ROOT = flags.DEFINE_string("root", "runs/scaling", "Folder of the steps<N>/ work
 PRESETS = flags.DEFINE_list("presets", ["ikonos", "wv2", "landsat8"], "Presets.")
 NETWORKS = flags.DEFINE_list("networks", [], "Run names to show (all if empty), "
                              "e.g. sigmoid,residual_norm,fusionnet,dicnn.")
+OURS = flags.DEFINE_list("ours", ["tiny", "small", "base"], "Runs of ours, each "
+                         "set beside FusionNet at equal CPU seconds.")
 OUT = flags.DEFINE_string("out", "docs/images/quality_vs_cpu.png", "Plot path.")
 
 _PANEL, _BOX = (420, 330), (62, 34, 404, 290)
@@ -58,13 +60,44 @@ def collect(root: str, preset: str) -> dict:
 
 def table(preset: str, result: dict) -> str:
   budgets = sorted({s for by in result.values() for s in by})
-  lines = [f"\n### {preset}: ERGAS (CPU s) at each step budget\n",
+  lines = [f"\n### {preset}: ERGAS / Q2n (CPU s) at each step budget\n",
            "| network | " + " | ".join(f"{s} steps" for s in budgets) + " |",
            "|---|" + "---:|" * len(budgets)]
   for net, by in result.items():
-    cells = [f"{by[s][0]:.3f} ({by[s][2]:.0f})" if s in by else "-"
-             for s in budgets]
+    cells = [f"{by[s][0]:.3f} / {by[s][1]:.4f} ({by[s][2]:.0f})" if s in by
+             else "-" for s in budgets]
     lines.append(f"| {net} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def ergas_at(by: dict, cpu: float) -> float | None:
+  """A network's ERGAS at `cpu` seconds, linear in log CPU between the two
+  budgets around it; None outside its measured range."""
+  points = sorted((v[2], v[0]) for v in by.values())
+  for (c0, e0), (c1, e1) in zip(points, points[1:]):
+    if c0 <= cpu <= c1:
+      w = np.log(cpu / c0) / np.log(c1 / c0) if c1 > c0 else 0.0
+      return float(e0 + w * (e1 - e0))
+  return None
+
+
+def equal_cpu(preset: str, result: dict, ours: str, other: str) -> str:
+  """Each budget of `ours` beside `other`'s ERGAS at the same CPU seconds."""
+  lines = [f"\n### {preset}: {ours} against {other} at equal CPU seconds\n",
+           f"| {ours} steps | CPU s | {ours} ERGAS | {other} ERGAS at that CPU | ahead |",
+           "|---:|---:|---:|---:|---|"]
+  for steps, (ergas, _, cpu, _) in result[ours].items():
+    theirs = ergas_at(result[other], cpu)
+    if theirs is not None:
+      cell, ahead = f"{theirs:.3f}", ours if ergas <= theirs else other
+    else:  # past its largest budget: what it reached with fewer CPU seconds
+      cheaper = [v for v in result[other].values() if v[2] <= cpu]
+      best = min(cheaper, default=None)
+      if best is not None and best[0] < ergas:
+        cell, ahead = f"{best[0]:.3f} at {best[2]:.0f} s", f"{other}, with less CPU"
+      else:
+        cell, ahead = "-", "not measured at that CPU"
+    lines.append(f"| {steps} | {cpu:.0f} | {ergas:.3f} | {cell} | {ahead} |")
   return "\n".join(lines)
 
 
@@ -104,6 +137,9 @@ def main(argv):
   results = {p: r for p, r in results.items() if r}
   for preset, result in results.items():
     print(table(preset, result))
+    for ours in OURS.value:
+      if ours in result and "fusionnet" in result:
+        print(equal_cpu(preset, result, ours, "fusionnet"))
   os.makedirs(os.path.dirname(os.path.abspath(OUT.value)), exist_ok=True)
   draw(results).save(OUT.value, format="PNG")
   print(f"\nwrote {OUT.value}")

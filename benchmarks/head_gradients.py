@@ -74,12 +74,12 @@ def _norms(config, batch, head: str) -> tuple[float, float]:
   grad = jax.jit(jax.grad(loss))
   norm = lambda tree: float(jnp.sqrt(sum(jnp.sum(x ** 2)
                                          for x in jax.tree.leaves(tree))))
-  at_init = norm([grad(params)[h]["Conv_0"]["kernel"] for h in _HEADS])
+  at_init = norm([grad(params)[h]["conv"]["kernel"] for h in _HEADS])
   woken = dict(params)
   for i, name in enumerate(_HEADS):
-    kernel = params[name]["Conv_0"]["kernel"]
-    woken[name] = {"Conv_0": {**params[name]["Conv_0"], "kernel": 0.05 *
-                              jax.random.normal(jax.random.key(i), kernel.shape)}}
+    kernel = params[name]["conv"]["kernel"]
+    woken[name] = {"conv": {**params[name]["conv"], "kernel": 0.05 *
+                            jax.random.normal(jax.random.key(i), kernel.shape)}}
   return at_init, norm(grad(woken)["decoder"])
 
 

@@ -26,6 +26,7 @@ from absl import app, flags
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from benchmarks import common
 from pansharp_jax.models import assm, options, sizes
@@ -76,19 +77,21 @@ def _compile_assm_block(config):
   its params and both inputs."""
   size, model = sizes.get_size(config.model.size), config.model
   block = assm.DualModalASSM(
-      size=size.layer(0), train=True, dtype=jnp.dtype(model.dtype),
+      size.dim, size.layer(0), dtype=jnp.dtype(model.dtype), rngs=nnx.Rngs(0),
       blocks=options.BlockOptions(directions=int(model.directions),
                                   scan_method=model.scan_method,
                                   scan_chunk=int(model.scan_chunk)))
+  graphdef, params = nnx.split(block, nnx.Param)
+  params = nnx.to_pure_dict(params)
   s, b = int(config.data.image_size), int(config.batch_size)
   rng = np.random.default_rng(0)
   x = tuple(jnp.asarray(rng.random((b, s, s, size.dim), dtype=np.float32))
             for _ in range(2))
-  rngs = {"params": jax.random.PRNGKey(0), "gumbel": jax.random.PRNGKey(1)}
-  params = jax.jit(block.init)(rngs, x)
+  keys = {"gumbel": jax.random.PRNGKey(1), "dropout": jax.random.PRNGKey(2)}
 
   def loss(params, x):
-    (ms, pan), _ = block.apply(params, x, rngs={"gumbel": rngs["gumbel"]})
+    ms, pan = nnx.merge(graphdef, nnx.State(params))(
+        *x, train=True, rngs=nnx.Rngs(**keys))
     return jnp.sum(ms) + jnp.sum(pan)
 
   grad = jax.jit(jax.grad(loss, argnums=(0, 1)))

@@ -157,7 +157,7 @@ def _check_data_fields(data):
 
 
 def _check_model(model):
-  _one_of(model, "model.", "name", registry.NAMES)
+  _one_of(model, "model.", "name", registry.names())
   _one_of(model, "model.", "size", tuple(sizes.SIZES))
   dim, heads = int(model.get("dim", 0)), sizes.SIZES[model.size].heads
   _require(dim == 0 or (dim > 0 and all(dim % n == 0 for n in heads)),

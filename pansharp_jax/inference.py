@@ -57,9 +57,10 @@ def restore(config, workdir: str, weights: str = "latest",
   model, optimizer, _ = builder.make_model_and_optimizer(config)
   init = builder.make_init(config, model, optimizer, parallel.make_mesh())
   abstract = jax.eval_shape(init, jax.random.PRNGKey(config.seed))
+  linen = model.linen_paths(int(config.data.ratio))  # runs saved before NNX
   if weights == "best":
     like = {"params": abstract.ema_params, **abstract.model_state}
-    restored = checkpoint.restore_best(workdir, like)
+    restored = checkpoint.restore_best(workdir, like, linen)
     if restored is None:
       raise CheckpointError(f"{workdir}/best: no exported best model to "
                             f"{purpose} (train with validation first, or use "
@@ -68,7 +69,7 @@ def restore(config, workdir: str, weights: str = "latest",
     return Restored(model, _on_this_host(variables), int(info["step"]))
   manager = checkpoint.make_manager(workdir, config)
   try:
-    state = checkpoint.restore_latest(manager, abstract)
+    state = checkpoint.restore_latest(manager, abstract, linen)
   finally:
     manager.close()
   if state is None:

@@ -138,3 +138,27 @@ def test_data_and_models_stay_apart():
       assert "import flax" not in source and "from flax" not in source, path
     if module.startswith("models"):
       assert not any(d.startswith("data") for d in _imports(path, _modules())), path
+
+
+def _linen_imports(source: str) -> list[str]:
+  """The imports of Flax Linen in a module's source."""
+  found = []
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, ast.Import):
+      found += [a.name for a in node.names if a.name.startswith("flax.linen")]
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      if node.module.startswith("flax.linen"):
+        found.append(node.module)
+      elif node.module == "flax":
+        found += [f"flax.{a.name}" for a in node.names if a.name == "linen"]
+  return found
+
+
+def test_no_flax_linen_import_is_left():
+  """The networks are Flax NNX modules (issue 33); Linen stays out."""
+  for path in _modules().values():
+    assert not _linen_imports(open(path).read()), path
+  assert _linen_imports("import flax.linen as nn") == ["flax.linen"]
+  assert _linen_imports("from flax import linen, nnx") == ["flax.linen"]
+  assert _linen_imports("from flax.linen import Dense") == ["flax.linen"]
+  assert _linen_imports("from flax import nnx") == []

@@ -16,15 +16,17 @@ A block takes MS and PAN feature maps and returns both plus an update:
 
 Modules without a modality in their name are shared by MS and PAN, which run
 through them stacked on the batch axis (one S6 call covers both modalities and
-all directions).
+all directions). `linen_names`: the Linen versions' names of the layers
+(models/linen_paths.py).
 """
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from pansharp_jax import ops
-from pansharp_jax.models.layers import DepthwiseConv, SqueezeExcite
+from pansharp_jax.models import scopes
+from pansharp_jax.models.layers import DepthwiseConv, SqueezeExcite, dense
 from pansharp_jax.models.options import BlockOptions
 from pansharp_jax.models.sizes import LayerSize
 
@@ -61,19 +63,26 @@ def gather_tokens(x, perm):
   return jnp.take_along_axis(x, perm[..., None], axis=-2)
 
 
-class SemanticScan(nn.Module):
+class SemanticScan(scopes.Module):
   """S6 over token grids in semantic order, along 1, 2 or 4 directions.
 
   The S6 parameters (x/dt projections, A, D, dt bias) are shared by the
   modalities and directions; they are folded into the scan's batch.
   """
-  d_state: int
-  directions: int = 2
-  method: str = "auto"
-  chunk_size: int = 256
-  dtype: jnp.dtype = jnp.float32
 
-  @nn.compact
+  def __init__(self, channels, d_state, directions=2, method="auto",
+               chunk_size=256, *, dtype=jnp.float32, rngs):
+    rank = ops.dt_rank(channels)
+    self.x_proj = dense(channels, rank + 2 * d_state, use_bias=False,
+                        dtype=dtype, rngs=rngs)
+    self.dt_proj = dense(rank, channels, use_bias=False, dtype=dtype,
+                         kernel_init=ops.dt_kernel_init(rank), rngs=rngs)
+    self.A_log = nnx.Param(ops.a_log_init(rngs.params(), (channels, d_state)))
+    self.D = nnx.Param(ops.d_init(rngs.params(), (channels,)))
+    self.dt_bias = nnx.Param(ops.dt_bias_init()(rngs.params(), (channels,)))
+    self.d_state, self.directions = d_state, directions
+    self.method, self.chunk_size = method, chunk_size
+
   def __call__(self, x, prompt, route):
     """Scans x (M, B, H, W, D) with prompt (M, B, H, W, d_state) added to C.
 
@@ -99,17 +108,13 @@ class SemanticScan(nn.Module):
 
     rank = ops.dt_rank(channels)
     u = u.reshape(-1, length, channels)
-    proj = nn.Dense(rank + 2 * self.d_state, use_bias=False, dtype=self.dtype,
-                    name="x_proj")(u)
-    dt, b, c = jnp.split(proj, [rank, rank + self.d_state], axis=-1)
-    dt = nn.Dense(channels, use_bias=False, dtype=self.dtype,
-                  kernel_init=ops.dt_kernel_init(rank), name="dt_proj")(dt)
+    dt, b, c = jnp.split(self.x_proj(u), [rank, rank + self.d_state], axis=-1)
+    dt = self.dt_proj(dt)
     # MambaIRv2's prompt-augmented state: C + the token's route prompt.
     c = c.astype(jnp.float32) + prompt.reshape(c.shape).astype(jnp.float32)
-    a = -jnp.exp(self.param("A_log", ops.a_log_init, (channels, self.d_state)))
+    a = -jnp.exp(self.A_log[...])
     y = ops.selective_scan(
-        u, dt, a, b, c, D=self.param("D", ops.d_init, (channels,)),
-        delta_bias=self.param("dt_bias", ops.dt_bias_init(), (channels,)),
+        u, dt, a, b, c, D=self.D[...], delta_bias=self.dt_bias[...],
         method=self.method, chunk_size=self.chunk_size)
 
     y = gather_tokens(y.reshape(k, modalities, batch, length, channels), inverse)
@@ -118,141 +123,165 @@ class SemanticScan(nn.Module):
     return y.reshape(x.shape)
 
 
-class LocalEnhance(nn.Module):
+class LocalEnhance(scopes.Module):
   """Multi-scale local features: depthwise 3x3 and 5x5, fused 1x1-GELU-1x1."""
-  dtype: jnp.dtype = jnp.float32
+  linen_names = {"depthwise_3": "DepthwiseConv_0",
+                 "depthwise_5": "DepthwiseConv_1",
+                 "fuse": "Dense_0", "out": "Dense_1"}
 
-  @nn.compact
+  def __init__(self, channels, *, dtype=jnp.float32, rngs):
+    self.depthwise_3 = DepthwiseConv(channels, 3, dtype=dtype, rngs=rngs)
+    self.depthwise_5 = DepthwiseConv(channels, 5, dtype=dtype, rngs=rngs)
+    self.fuse = dense(2 * channels, channels, dtype=dtype, rngs=rngs)
+    self.out = dense(channels, channels, dtype=dtype, rngs=rngs)
+
   def __call__(self, x):
-    channels = x.shape[-1]
-    y = jnp.concatenate([DepthwiseConv(3, self.dtype)(x),
-                         DepthwiseConv(5, self.dtype)(x)], axis=-1)
-    y = nn.gelu(nn.Dense(channels, dtype=self.dtype)(y))
-    return nn.Dense(channels, dtype=self.dtype)(y)
+    y = jnp.concatenate([self.depthwise_3(x), self.depthwise_5(x)], axis=-1)
+    return self.out(nnx.gelu(self.fuse(y)))
 
 
-class Prompts(nn.Module):
+class Prompts(scopes.Module):
   """Per-route prompts for MS and PAN: one-hot policy @ (embedding @ proj)."""
-  num_tokens: int
-  inner_rank: int
-  d_state: int
 
-  @nn.compact
+  def __init__(self, num_tokens, inner_rank, d_state, *, rngs):
+    bound = 1.0 / num_tokens
+    self.embedding = nnx.Param(jax.random.uniform(
+        rngs.params(), (2, num_tokens, inner_rank), jnp.float32, -bound, bound))
+    # dtype None: computed in the parameters' float32, as the prompts enter C.
+    self.token_proj = dense(inner_rank, d_state, dtype=None, rngs=rngs)
+
   def __call__(self, policy):
     """policy (B, H, W, num_tokens) -> prompts (2, B, H, W, d_state)."""
-    bound = 1.0 / self.num_tokens
-    embedding = self.param(
-        "embedding",
-        lambda key, shape: jax.random.uniform(key, shape, jnp.float32,
-                                              -bound, bound),
-        (2, self.num_tokens, self.inner_rank))
-    table = nn.Dense(self.d_state, name="token_proj")(embedding)
+    table = self.token_proj(self.embedding[...])
     return jnp.einsum("bhwt,mtn->mbhwn", policy, table)
 
 
-class DualModalFusion(nn.Module):
+class DualModalFusion(scopes.Module):
   """Fuses the scanned MS and PAN tokens; gated, with LayerScale residuals."""
-  dropout: float = 0.0
-  train: bool = False
-  layer_scale_init: float = 0.1
-  dtype: jnp.dtype = jnp.float32
+  linen_names = {"fuse_in": "Dense_0", "fuse_out": "Dense_1",
+                 "norm": "LayerNorm_0", "gates": "Dense_2"}
 
-  @nn.compact
-  def __call__(self, s_ms, s_pan, x_ms, x_pan):
+  def __init__(self, hidden, dropout=0.0, layer_scale_init=0.1, *,
+               dtype=jnp.float32, rngs):
+    self.fuse_in = dense(2 * hidden, 2 * hidden, dtype=dtype, rngs=rngs)
+    self.fuse_out = dense(2 * hidden, hidden, dtype=dtype, rngs=rngs)
+    self.norm = nnx.LayerNorm(hidden, dtype=dtype, rngs=rngs)
+    self.gates = dense(2 * hidden, 3 * hidden, dtype=dtype, rngs=rngs)
+    self.dropout = nnx.Dropout(dropout)
+    self.layer_scale = nnx.Param(jnp.full((2, hidden), layer_scale_init))
+    self.dtype = dtype
+
+  def __call__(self, s_ms, s_pan, x_ms, x_pan, *, train=False, rngs=None):
     """s_*: scan outputs; x_*: the scan inputs (the gates look at these)."""
-    hidden = s_ms.shape[-1]
-    f = nn.Dense(2 * hidden, dtype=self.dtype)(
-        jnp.concatenate([s_ms, s_pan], axis=-1))
-    f = nn.Dense(hidden, dtype=self.dtype)(nn.gelu(f))
-    f = nn.LayerNorm(dtype=self.dtype)(f)
-    gates = jax.nn.sigmoid(nn.Dense(3 * hidden, dtype=self.dtype)(
-        jnp.concatenate([x_ms, x_pan], axis=-1)))
+    f = self.fuse_in(jnp.concatenate([s_ms, s_pan], axis=-1))
+    f = self.norm(self.fuse_out(nnx.gelu(f)))
+    gates = jax.nn.sigmoid(self.gates(jnp.concatenate([x_ms, x_pan], axis=-1)))
     g_ms, g_pan, g_context = jnp.split(gates, 3, axis=-1)
-    f = nn.Dropout(self.dropout, deterministic=not self.train)(f * g_context)
-    scale = self.param("layer_scale",
-                       nn.initializers.constant(self.layer_scale_init),
-                       (2, hidden)).astype(self.dtype)
+    f = self.dropout(f * g_context, deterministic=not train, rngs=rngs)
+    scale = self.layer_scale[...].astype(self.dtype)
     return (s_ms + f * g_ms + scale[0] * x_ms,
             s_pan + f * g_pan + scale[1] * x_pan)
 
 
-class DualModalASSM(nn.Module):
-  """One block: (ms, pan) -> (ms + update, pan + update), in the
-  (carry, x) -> (carry, y) form that `nn.scan` stacks."""
-  size: LayerSize
-  blocks: BlockOptions = BlockOptions()
-  train: bool = False
-  dtype: jnp.dtype = jnp.float32
+class DualModalASSM(scopes.Module):
+  """One block: (ms, pan) -> (ms + update, pan + update)."""
+  linen_names = {"local": "LocalEnhance_0", "excite": "SqueezeExcite_0",
+                 "prompts": "Prompts_0", "scan": "SemanticScan_0",
+                 "fusion": "DualModalFusion_0"}
 
-  @nn.compact
-  def __call__(self, carry, _=None):
-    ms, pan = carry
-    batch, height, width, dim = ms.shape
-    size, opts = self.size, self.blocks
+  def __init__(self, dim, size: LayerSize, blocks: BlockOptions = BlockOptions(),
+               *, dtype=jnp.float32, rngs):
     hidden = int(dim * size.mlp_ratio)
-    # 1x1 convolutions are Dense layers (the same map; a plain matmul).
-    conv1x1 = lambda n, name: nn.Dense(n, dtype=self.dtype, name=name)
+    layer = lambda n_in, n_out: dense(n_in, n_out, dtype=dtype, rngs=rngs)
+    # 1x1 convolutions are Linear layers (the same map; a plain matmul).
+    self.ms_proj, self.pan_proj = layer(dim, hidden), layer(dim, hidden)
+    self.cpe = DepthwiseConv(hidden, 3, dtype=dtype, rngs=rngs)
+    self.local = LocalEnhance(hidden, dtype=dtype, rngs=rngs)
+    self.excite = SqueezeExcite(hidden, max(hidden // 4, 1), dtype=dtype,
+                                rngs=rngs)
+    self.modality_gate = layer(2 * hidden, 2 * hidden)
+    self.route_hidden = layer(dim, max(dim // 3, 4))
+    self.route_out = layer(max(dim // 3, 4), size.num_tokens)
+    self.prompts = Prompts(size.num_tokens, size.inner_rank, size.d_state,
+                           rngs=rngs)
+    self.scan = SemanticScan(hidden, size.d_state, blocks.directions,
+                             blocks.scan_method, blocks.scan_chunk,
+                             dtype=dtype, rngs=rngs)
+    self.fusion = DualModalFusion(hidden, blocks.dropout, dtype=dtype,
+                                  rngs=rngs)
+    self.out_norm = nnx.LayerNorm(hidden, dtype=dtype, rngs=rngs)
+    self.out_proj = layer(hidden, dim)
+    self.hidden = hidden
+
+  def __call__(self, ms, pan, *, train=False, rngs=None):
+    batch, height, width, _ = ms.shape
+    hidden = self.hidden
 
     # Local path, both modalities stacked on the batch axis: [ms; pan].
-    x = jnp.concatenate([conv1x1(hidden, "ms_proj")(ms),
-                         conv1x1(hidden, "pan_proj")(pan)])
-    x = x * jax.nn.sigmoid(DepthwiseConv(3, self.dtype, name="cpe")(x))
-    local = LocalEnhance(self.dtype)(x)
-    x = x * (1 + SqueezeExcite(max(hidden // 4, 1), self.dtype)(x))
+    x = jnp.concatenate([self.ms_proj(ms), self.pan_proj(pan)])
+    x = x * jax.nn.sigmoid(self.cpe(x))
+    local = self.local(x)
+    x = x * (1 + self.excite(x))
     local_ms, local_pan = jnp.split(local, 2)
-    gates = jax.nn.sigmoid(conv1x1(2 * hidden, "modality_gate")(
+    gates = jax.nn.sigmoid(self.modality_gate(
         jnp.concatenate([local_ms, local_pan], axis=-1)))
     x = x + local * jnp.concatenate(jnp.split(gates, 2, axis=-1))
 
     # Semantic routing from the block's inputs.
     route_in = (ms + pan) / 2
-    logits = nn.Dense(size.num_tokens, dtype=self.dtype, name="route_out")(
-        nn.gelu(nn.Dense(max(dim // 3, 4), dtype=self.dtype,
-                         name="route_hidden")(route_in)))
-    policy = route_policy(logits,
-                          self.make_rng("gumbel") if self.train else None)
-    prompts = Prompts(size.num_tokens, size.inner_rank, size.d_state)(policy)
+    logits = self.route_out(nnx.gelu(self.route_hidden(route_in)))
+    policy = route_policy(logits, rngs.gumbel() if train else None)
+    prompts = self.prompts(policy)
 
     x = x.reshape(2, batch, height, width, hidden)
-    y = SemanticScan(size.d_state, opts.directions, opts.scan_method,
-                     opts.scan_chunk, self.dtype)(
-                         x, prompts, jnp.argmax(policy, axis=-1))
-    out_ms, out_pan = DualModalFusion(opts.dropout, self.train,
-                                      dtype=self.dtype)(y[0], y[1], x[0], x[1])
-
-    norm = nn.LayerNorm(dtype=self.dtype, name="out_norm")
-    proj = nn.Dense(dim, dtype=self.dtype, name="out_proj")
-    return (ms + proj(norm(out_ms)), pan + proj(norm(out_pan))), None
+    y = self.scan(x, prompts, jnp.argmax(policy, axis=-1))
+    out_ms, out_pan = self.fusion(y[0], y[1], x[0], x[1], train=train,
+                                  rngs=rngs)
+    return (ms + self.out_proj(self.out_norm(out_ms)),
+            pan + self.out_proj(self.out_norm(out_pan)))
 
 
-class ASSMLayer(nn.Module):
+class ASSMLayer(scopes.Module):
   """`depth` DualModalASSM blocks, each rematerialised if `remat`.
 
-  With `scan_layers` the blocks are stacked with `nn.scan`: one compiled
-  body, parameters with a leading depth axis; quicker to compile for deep
-  layers, but XLA:CPU runs convolutions inside loops far slower, so CPU
+  With `scan_layers` the blocks are stacked (parameters with a leading depth
+  axis) and run by `nnx.scan`: one compiled body; quicker to compile for
+  deep layers, but XLA:CPU runs convolutions inside loops far slower, so CPU
   configs leave it off.
   """
-  depth: int
-  size: LayerSize
-  blocks: BlockOptions = BlockOptions()
-  train: bool = False
-  dtype: jnp.dtype = jnp.float32
+  linen_names = {"stacked": "blocks"}
 
-  @nn.compact
-  def __call__(self, ms, pan):
-    opts = self.blocks
-    block = DualModalASSM
+  def __init__(self, dim, depth, size: LayerSize,
+               blocks: BlockOptions = BlockOptions(), *, dtype=jnp.float32,
+               rngs):
+    make = lambda r: DualModalASSM(dim, size, blocks, dtype=dtype, rngs=r)
+    self.depth, self.options = depth, blocks
+    if blocks.scan_layers:
+      self.stacked = nnx.split_rngs(splits=depth)(
+          nnx.vmap(make, in_axes=0, out_axes=0))(rngs)
+    else:
+      for i in range(depth):
+        setattr(self, f"block_{i}", make(rngs))
+
+  def __call__(self, ms, pan, *, train=False, rngs=None):
+    opts = self.options
+
+    def run(block, carry, keys):
+      block_rngs = nnx.Rngs(gumbel=keys[0], dropout=keys[1]) if train else None
+      return block(*carry, train=train, rngs=block_rngs)
+
     if opts.remat:
-      block = nn.remat(block, prevent_cse=not opts.scan_layers)
-    fields = dict(size=self.size, blocks=opts, train=self.train, dtype=self.dtype)
+      run = nnx.remat(run, prevent_cse=not opts.scan_layers)
+    # Each block's (gumbel, dropout) keys, drawn before the blocks run.
+    keys = ((jax.random.split(rngs.gumbel(), self.depth),
+             jax.random.split(rngs.dropout(), self.depth)) if train else None)
     if opts.scan_layers:
-      stacked = nn.scan(
-          block, variable_axes={"params": 0},
-          split_rngs={"params": True, "gumbel": True, "dropout": True},
-          length=self.depth)(**fields, name="blocks")
-      (ms, pan), _ = stacked((ms, pan), None)
+      body = lambda carry, block, keys: (run(block, carry, keys), None)
+      scanned = nnx.scan(body, in_axes=(nnx.Carry, 0, 0 if train else None),
+                         out_axes=(nnx.Carry, 0))
+      (ms, pan), _ = scanned((ms, pan), self.stacked, keys)
     else:
       for i in range(self.depth):
-        (ms, pan), _ = block(**fields, name=f"block_{i}")((ms, pan))
+        block_keys = (keys[0][i], keys[1][i]) if train else None
+        ms, pan = run(getattr(self, f"block_{i}"), (ms, pan), block_keys)
     return ms, pan

@@ -10,135 +10,161 @@
         7x7 spatial attention
   up:   stride-2 transposed conv + 1/2 skip, again + full-resolution skip.
 
-Returns the features the three heads read: (1/4, 1/2, full).
+Returns the features the three heads read: (1/4, 1/2, full). `linen_names`:
+the Linen versions' names of the layers (models/linen_paths.py).
 """
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
+from pansharp_jax.models import scopes
 from pansharp_jax.models.assm import ASSMLayer
 from pansharp_jax.models.cross_attention import CrossModalAttention
-from pansharp_jax.models.layers import DepthwiseConv, SqueezeExcite, avg_pool2
+from pansharp_jax.models.layers import (DepthwiseConv, SqueezeExcite, avg_pool2,
+                                        conv, dense)
 from pansharp_jax.models.options import BlockOptions
 from pansharp_jax.models.sizes import ModelSize
 from pansharp_jax.models.world import WorldOptions, WorldStateMemory
 
 
-class ConvFusion(nn.Module):
-  """3x3 conv, GELU, 3x3 conv, GELU, 1x1 conv (a Dense layer)."""
-  features: int
-  dtype: jnp.dtype = jnp.float32
+class ConvFusion(scopes.Module):
+  """3x3 conv, GELU, 3x3 conv, GELU, 1x1 conv (a Linear layer)."""
+  linen_names = {"conv_1": "Conv_0", "conv_2": "Conv_1", "out": "Dense_0"}
 
-  @nn.compact
+  def __init__(self, features_in, features, *, dtype=jnp.float32, rngs):
+    self.conv_1 = conv(features_in, features, 3, dtype=dtype, rngs=rngs)
+    self.conv_2 = conv(features, features, 3, dtype=dtype, rngs=rngs)
+    self.out = dense(features, features, dtype=dtype, rngs=rngs)
+
   def __call__(self, x):
-    x = nn.gelu(nn.Conv(self.features, (3, 3), dtype=self.dtype)(x))
-    x = nn.gelu(nn.Conv(self.features, (3, 3), dtype=self.dtype)(x))
-    return nn.Dense(self.features, dtype=self.dtype)(x)
+    x = nnx.gelu(self.conv_1(x))
+    return self.out(nnx.gelu(self.conv_2(x)))
 
 
-class EdgePreservingRefine(nn.Module):
+class EdgePreservingRefine(scopes.Module):
   """x + refine(x) * edge_gate(x): depthwise 3x3-GELU-1x1 detail, gated by a
   sigmoid bottleneck so edges are sharpened where the gate opens."""
-  dtype: jnp.dtype = jnp.float32
+  linen_names = {"detail": "Dense_0", "depthwise": "DepthwiseConv_0",
+                 "gate_in": "Dense_1", "gate_out": "Dense_2"}
 
-  @nn.compact
+  def __init__(self, dim, *, dtype=jnp.float32, rngs):
+    self.depthwise = DepthwiseConv(dim, 3, dtype=dtype, rngs=rngs)
+    self.detail = dense(dim, dim, dtype=dtype, rngs=rngs)
+    self.gate_in = dense(dim, max(dim // 4, 1), dtype=dtype, rngs=rngs)
+    self.gate_out = dense(max(dim // 4, 1), dim, dtype=dtype, rngs=rngs)
+
   def __call__(self, x):
-    dim = x.shape[-1]
-    refined = nn.Dense(dim, dtype=self.dtype)(
-        nn.gelu(DepthwiseConv(3, self.dtype)(x)))
-    gate = nn.Dense(max(dim // 4, 1), dtype=self.dtype)(x)
-    gate = jax.nn.sigmoid(nn.Dense(dim, dtype=self.dtype)(nn.gelu(gate)))
+    refined = self.detail(nnx.gelu(self.depthwise(x)))
+    gate = jax.nn.sigmoid(self.gate_out(nnx.gelu(self.gate_in(x))))
     return x + refined * gate
 
 
-class ResidualEnhance(nn.Module):
+class ResidualEnhance(scopes.Module):
   """3x3 conv, ReLU, 1x1 conv (scaled by 0.1 where it is added)."""
-  dtype: jnp.dtype = jnp.float32
+  linen_names = {"conv": "Conv_0", "out": "Dense_0"}
 
-  @nn.compact
+  def __init__(self, channels, *, dtype=jnp.float32, rngs):
+    self.conv = conv(channels, channels, 3, dtype=dtype, rngs=rngs)
+    self.out = dense(channels, channels, dtype=dtype, rngs=rngs)
+
   def __call__(self, x):
-    y = nn.relu(nn.Conv(x.shape[-1], (3, 3), dtype=self.dtype)(x))
-    return nn.Dense(x.shape[-1], dtype=self.dtype)(y)
+    return self.out(nnx.relu(self.conv(x)))
 
 
-class ChannelSpatialAttention(nn.Module):
+class ChannelSpatialAttention(scopes.Module):
   """x * (1 + channel context) * (1 + 0.5 * 7x7 spatial attention)."""
-  context_hidden: int
-  dtype: jnp.dtype = jnp.float32
+  linen_names = {"context": "SqueezeExcite_0", "spatial": "Conv_0"}
 
-  @nn.compact
+  def __init__(self, channels, context_hidden, *, dtype=jnp.float32, rngs):
+    self.context = SqueezeExcite(channels, context_hidden, dtype=dtype,
+                                 rngs=rngs)
+    self.spatial = conv(channels, 1, 7, dtype=dtype, rngs=rngs)
+
   def __call__(self, x):
-    context = SqueezeExcite(self.context_hidden, self.dtype)(x)
-    spatial = jax.nn.sigmoid(nn.Conv(1, (7, 7), dtype=self.dtype)(x))
-    return x * (1 + context) * (1 + 0.5 * spatial)
+    spatial = jax.nn.sigmoid(self.spatial(x))
+    return x * (1 + self.context(x)) * (1 + 0.5 * spatial)
 
 
-class GPPNNDecoder(nn.Module):
-  size: ModelSize
-  blocks: BlockOptions = BlockOptions()
-  world: WorldOptions = WorldOptions()
-  train: bool = False
-  dtype: jnp.dtype = jnp.float32
+class GPPNNDecoder(scopes.Module):
+  linen_names = {"enhance": "ResidualEnhance_0",
+                 "attention": "ChannelSpatialAttention_0"}
 
-  @nn.compact
-  def __call__(self, lms, pan, detail=None):
-    dim, opts = self.size.dim, self.blocks
+  def __init__(self, num_bands, size: ModelSize,
+               blocks: BlockOptions = BlockOptions(),
+               world: WorldOptions = WorldOptions(), *, detail_input=False,
+               dtype=jnp.float32, rngs):
+    dim, opts = size.dim, blocks
+    kw = dict(dtype=dtype, rngs=rngs)
+    for i in range(4):
+      setattr(self, f"assm_{i}", ASSMLayer(dim, size.depth, size.layer(i),
+                                           opts, **kw))
+    for i in range(3):
+      setattr(self, f"cross_{i}", CrossModalAttention(
+          dim, size.heads[i], size.attn_pool[i], opts.dropout, opts.attn_impl,
+          opts.attn_chunk, world.dca_points if world.dca else 0,
+          world.dca_weight, **kw))
+    # With the detail input both convs also read its num_bands channels.
+    detail = num_bands if detail_input else 0
+    self.ms_first = conv(num_bands + detail, dim, 3, **kw)
+    self.pan_first = conv(1 + detail, dim, 3, **kw)
+    self.wsm = (WorldStateMemory(dim, size.wsm_hidden, world.wsm_reset_every,
+                                 dropout=opts.dropout, rngs=rngs)
+                if world.wsm else None)
+    self.edge_refine = EdgePreservingRefine(dim, **kw)
+    self.fusion_half = ConvFusion(2 * dim, 2 * dim, **kw)
+    self.enhance = ResidualEnhance(2 * dim, **kw)
+    self.fusion_quarter = ConvFusion(2 * dim, 4 * dim, **kw)
+    self.attention = ChannelSpatialAttention(4 * dim, dim, **kw)
+    self.up_half = nnx.ConvTranspose(4 * dim, 2 * dim, (2, 2), (2, 2), **kw)
+    self.up_full = nnx.ConvTranspose(4 * dim, dim, (2, 2), (2, 2), **kw)
+    self.remat = opts.remat
 
-    def assm(i):
-      return ASSMLayer(depth=self.size.depth, size=self.size.layer(i),
-                       blocks=opts, train=self.train, dtype=self.dtype,
-                       name=f"assm_{i}")
+  def cross(self, i, ms, pan, train, rngs):
+    """Cross attention `i`, rematerialised if `remat`. Its dropout key is
+    drawn out here: `rngs` must not be advanced inside the remat trace."""
+    def run(block, ms, pan, key):
+      block_rngs = nnx.Rngs(dropout=key) if train else None
+      return block(ms, pan, train=train, rngs=block_rngs)
 
-    cross_cls = CrossModalAttention
-    if opts.remat:
-      cross_cls = nn.remat(cross_cls)
+    if self.remat:
+      run = nnx.remat(run)
+    return run(getattr(self, f"cross_{i}"), ms, pan,
+               rngs.dropout() if train else None)
 
-    def cross(i):
-      return cross_cls(
-          heads=self.size.heads[i], pool=self.size.attn_pool[i],
-          dropout=opts.dropout, attn_impl=opts.attn_impl,
-          attn_chunk=opts.attn_chunk,
-          dca_points=self.world.dca_points if self.world.dca else 0,
-          dca_weight=self.world.dca_weight, train=self.train, dtype=self.dtype,
-          name=f"cross_{i}")
-
-    conv = lambda n, k, name: nn.Conv(n, (k, k), dtype=self.dtype, name=name)
+  def __call__(self, lms, pan, detail=None, *, train=False, rngs=None):
+    assm = lambda i, ms, pan: getattr(self, f"assm_{i}")(ms, pan, train=train,
+                                                        rngs=rngs)
+    cross = lambda i, ms, pan: self.cross(i, ms, pan, train, rngs)
     if detail is not None:
       lms, pan = (jnp.concatenate([x, detail], -1) for x in (lms, pan))
-    ms1 = nn.relu(conv(dim, 3, "ms_first")(lms))
-    pan1 = nn.relu(conv(dim, 3, "pan_first")(pan))
+    ms1 = nnx.relu(self.ms_first(lms))
+    pan1 = nnx.relu(self.pan_first(pan))
 
     # ---- full resolution ----
-    ms1, pan1 = assm(0)(ms1, pan1)
-    full = cross(0)(ms1, pan1)
-    if self.world.wsm:
-      full = WorldStateMemory(self.size.wsm_hidden, self.world.wsm_reset_every,
-                              dropout=opts.dropout, train=self.train,
-                              dtype=self.dtype, name="wsm")(full)
-    full = EdgePreservingRefine(self.dtype, name="edge_refine")(full)
+    ms1, pan1 = assm(0, ms1, pan1)
+    full = cross(0, ms1, pan1)
+    if self.wsm is not None:
+      full = self.wsm(full, train=train, rngs=rngs)
+    full = self.edge_refine(full)
     ms1, pan1 = ms1 + 0.35 * full, pan1 + 0.35 * full
 
     # ---- 1/2 ----
-    ms2, pan2 = assm(1)(avg_pool2(ms1), avg_pool2(pan1))
-    mixed = cross(1)(ms2, pan2)
+    ms2, pan2 = assm(1, avg_pool2(ms1), avg_pool2(pan1))
+    mixed = cross(1, ms2, pan2)
     ms2, pan2 = ms2 + 0.25 * mixed, pan2 + 0.25 * mixed
-    half = ConvFusion(2 * dim, self.dtype, name="fusion_half")(
-        jnp.concatenate([ms2, pan2], axis=-1))
+    half = self.fusion_half(jnp.concatenate([ms2, pan2], axis=-1))
 
     # ---- 1/4 ----
-    ms4, pan4 = assm(2)(avg_pool2(ms2), avg_pool2(pan2))
-    ms4, pan4 = assm(3)(ms4, pan4)
-    mixed = cross(2)(ms4, pan4)
+    ms4, pan4 = assm(2, avg_pool2(ms2), avg_pool2(pan2))
+    ms4, pan4 = assm(3, ms4, pan4)
+    mixed = cross(2, ms4, pan4)
     ms4, pan4 = ms4 + 0.25 * mixed, pan4 + 0.25 * mixed
     quarter = avg_pool2(half) + jnp.concatenate([ms4, pan4], axis=-1)
-    quarter = quarter + 0.1 * ResidualEnhance(self.dtype)(quarter)
-    quarter = ConvFusion(4 * dim, self.dtype, name="fusion_quarter")(quarter)
-    quarter = ChannelSpatialAttention(dim, self.dtype)(quarter)
+    quarter = quarter + 0.1 * self.enhance(quarter)
+    quarter = self.attention(self.fusion_quarter(quarter))
 
     # ---- up: transposed convs with skips ----
-    up = lambda n, name: nn.ConvTranspose(n, (2, 2), (2, 2), dtype=self.dtype,
-                                          name=name)
-    half = jnp.concatenate([nn.relu(up(2 * dim, "up_half")(quarter)), half], -1)
-    full = jnp.concatenate([nn.relu(up(dim, "up_full")(half)), full], -1)
+    half = jnp.concatenate([nnx.relu(self.up_half(quarter)), half], -1)
+    full = jnp.concatenate([nnx.relu(self.up_full(half)), full], -1)
     return quarter, half, full

@@ -1,9 +1,10 @@
 """Small building blocks shared by the ASSM block and the decoder."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
+from pansharp_jax.models import scopes
 from pansharp_jax.ops import backend
 
 
@@ -11,7 +12,19 @@ from pansharp_jax.ops import backend
 _DENSE_DEPTHWISE_MAX_CHANNELS = 32
 
 
-class DepthwiseConv(nn.Module):
+def dense(features_in, features_out, *, dtype, rngs, **kwargs):
+  """A Linear layer (a 1x1 convolution on NHWC maps) with float32
+  parameters, computing in `dtype`."""
+  return nnx.Linear(features_in, features_out, dtype=dtype, rngs=rngs, **kwargs)
+
+
+def conv(features_in, features_out, kernel, *, dtype, rngs, **kwargs):
+  """A (kernel x kernel) 'SAME' convolution, float32 parameters."""
+  return nnx.Conv(features_in, features_out, (kernel, kernel), dtype=dtype,
+                  rngs=rngs, **kwargs)
+
+
+class DepthwiseConv(scopes.Module):
   """A (kernel x kernel) depthwise convolution with bias, 'SAME' padding.
 
   XLA:CPU runs grouped convolutions 5-10x slower than dense ones, so on CPU
@@ -19,16 +32,17 @@ class DepthwiseConv(nn.Module):
   diagonal (in, out) matrix: the same result, much faster there. Parameters
   are the same either way.
   """
-  kernel: int
-  dtype: jnp.dtype = jnp.float32
 
-  @nn.compact
+  def __init__(self, channels, kernel, *, dtype=jnp.float32, rngs):
+    self.kernel = nnx.Param(jax.nn.initializers.lecun_normal()(
+        rngs.params(), (kernel, kernel, 1, channels)))
+    self.bias = nnx.Param(jnp.zeros((channels,)))
+    self.dtype = dtype
+
   def __call__(self, x):
     channels = x.shape[-1]
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (self.kernel, self.kernel, 1, channels))
-    bias = self.param("bias", nn.initializers.zeros, (channels,))
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    x, kernel, bias = (jnp.asarray(t, self.dtype)
+                       for t in (x, self.kernel[...], self.bias[...]))
     groups = channels
     if (backend.target() == "cpu"
         and channels <= _DENSE_DEPTHWISE_MAX_CHANNELS):
@@ -39,18 +53,19 @@ class DepthwiseConv(nn.Module):
     return y + bias
 
 
-class SqueezeExcite(nn.Module):
+class SqueezeExcite(scopes.Module):
   """Channel weights in (0, 1) from globally pooled features (B, 1, 1, C)."""
-  hidden: int
-  dtype: jnp.dtype = jnp.float32
+  linen_names = {"reduce": "Dense_0", "expand": "Dense_1"}
 
-  @nn.compact
+  def __init__(self, channels, hidden, *, dtype=jnp.float32, rngs):
+    self.reduce = dense(channels, hidden, dtype=dtype, rngs=rngs)
+    self.expand = dense(hidden, channels, dtype=dtype, rngs=rngs)
+
   def __call__(self, x):
     pooled = jnp.mean(x, axis=(1, 2), keepdims=True)
-    h = nn.gelu(nn.Dense(self.hidden, dtype=self.dtype)(pooled))
-    return jax.nn.sigmoid(nn.Dense(x.shape[-1], dtype=self.dtype)(h))
+    return jax.nn.sigmoid(self.expand(nnx.gelu(self.reduce(pooled))))
 
 
 def avg_pool2(x):
   """2x2 average pooling, stride 2 (NHWC)."""
-  return nn.avg_pool(x, (2, 2), (2, 2))
+  return nnx.avg_pool(x, (2, 2), (2, 2))

@@ -1,6 +1,7 @@
 """The pansharpening model: MambaIRv2-style ASSM encoder + GPPNN decoder.
 
-`Pansharpener(...)(ms, pan, lms=None, train=False)` with ms (B, H/r, W/r, C)
+`Pansharpener(num_bands, size, ..., rngs=...)(ms, pan, lms=None, train=False)`
+with ms (B, H/r, W/r, C)
 in [0, 1] for a ratio r of 2, 4 or 8, pan (B, H, W, 1) and lms (B, H, W, C)
 or None (then bicubic upsampling of ms). H and W: any multiple of 4 and of
 r; C: any band count. Returns float32 `(sr_1_4, sr_1_2, full)` from heads
@@ -19,12 +20,13 @@ replicated over the bands minus lms (after input_norm), the detail that
 FusionNet's convs start from (see DETAIL_INPUTS).
 """
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
+from pansharp_jax.models import scopes
 from pansharp_jax.models.decoder import GPPNNDecoder
-from pansharp_jax.models.layers import avg_pool2
+from pansharp_jax.models.layers import avg_pool2, conv
 from pansharp_jax.models.options import BlockOptions
 from pansharp_jax.models.sizes import ModelSize
 from pansharp_jax.models.world import WorldOptions, patch_prior_refine
@@ -72,17 +74,19 @@ DETAIL_INPUTS = ("none", "pan_minus_ms")
 _NORM_FLOOR = 1e-3
 
 
-class Head(nn.Module):
+class Head(scopes.Module):
   """The correction conv3x3(features), zero at the start, applied to `base`
   through the `kind` of HEADS; `scale` multiplies a residual correction."""
-  num_bands: int
-  kind: str = "sigmoid"
-  dtype: jnp.dtype = jnp.float32
+  linen_names = {"conv": "Conv_0"}
 
-  @nn.compact
+  def __init__(self, features, num_bands, kind="sigmoid", *,
+               dtype=jnp.float32, rngs):
+    self.conv = conv(features, num_bands, 3, dtype=dtype, rngs=rngs,
+                     kernel_init=jax.nn.initializers.zeros)
+    self.kind = kind
+
   def __call__(self, features, base, scale=1.0):
-    delta = nn.Conv(self.num_bands, (3, 3), dtype=self.dtype,
-                    kernel_init=nn.initializers.zeros)(features)
+    delta = self.conv(features)
     delta, base = delta.astype(jnp.float32), base.astype(jnp.float32)
     if self.kind == "residual":
       return base + scale * delta
@@ -97,18 +101,26 @@ def _sample_mean(x, per_band=False):
   return jnp.maximum(jnp.mean(x, axis=axes, keepdims=True), _NORM_FLOOR)
 
 
-class Pansharpener(nn.Module):
-  num_bands: int
-  size: ModelSize
-  blocks: BlockOptions = BlockOptions()
-  world: WorldOptions = WorldOptions()
-  head: str = "sigmoid"
-  input_norm: str = "none"
-  detail_input: str = "none"
-  dtype: jnp.dtype = jnp.float32
+class Pansharpener(scopes.Module):
 
-  @nn.compact
-  def __call__(self, ms, pan, lms=None, *, train: bool = False):
+  def __init__(self, num_bands, size: ModelSize,
+               blocks: BlockOptions = BlockOptions(),
+               world: WorldOptions = WorldOptions(), head="sigmoid",
+               input_norm="none", detail_input="none", *, dtype=jnp.float32,
+               rngs):
+    dim = size.dim
+    self.decoder = GPPNNDecoder(num_bands, size, blocks, world,
+                                detail_input=detail_input != "none",
+                                dtype=dtype, rngs=rngs)
+    kw = dict(kind=head, dtype=dtype, rngs=rngs)
+    self.head_quarter = Head(4 * dim, num_bands, **kw)
+    self.head_half = Head(4 * dim, num_bands, **kw)
+    self.head_full = Head(2 * dim, num_bands, **kw)
+    self.num_bands, self.world = num_bands, world
+    self.input_norm, self.detail_input = input_norm, detail_input
+    self.dtype = dtype
+
+  def __call__(self, ms, pan, lms=None, *, train=False, rngs=None):
     check_inputs(ms, pan, lms, self.num_bands)
     height, width = pan.shape[1:3]
     ms = ms.astype(jnp.float32)
@@ -121,15 +133,13 @@ class Pansharpener(nn.Module):
     detail = None
     if self.detail_input == "pan_minus_ms":
       detail = (pan_in - lms_in).astype(self.dtype)
-    quarter, half, full = GPPNNDecoder(self.size, self.blocks, self.world,
-                                       train, self.dtype, name="decoder")(
-                                           lms_in.astype(self.dtype),
-                                           pan_in.astype(self.dtype), detail)
-    head = lambda name: Head(self.num_bands, self.head, self.dtype, name=name)
+    quarter, half, full = self.decoder(lms_in.astype(self.dtype),
+                                       pan_in.astype(self.dtype), detail,
+                                       train=train, rngs=rngs)
     base_1_4 = ms if 4 * ms.shape[1] == height else avg_pool2(avg_pool2(lms))
-    sr_1_4 = head("head_quarter")(quarter, base_1_4, scale)
-    sr_1_2 = head("head_half")(half, avg_pool2(lms), scale)
-    sr_full = head("head_full")(full, lms, scale)
+    sr_1_4 = self.head_quarter(quarter, base_1_4, scale)
+    sr_1_2 = self.head_half(half, avg_pool2(lms), scale)
+    sr_full = self.head_full(full, lms, scale)
     if self.world.patch_prior and not train:
       sr_full = patch_prior_refine(sr_full, lms, self.world.patch_size,
                                    self.world.patch_overlap,

@@ -11,9 +11,16 @@ import dataclasses
 import jax.numpy as jnp
 import ml_collections
 
-from pansharp_jax.models import options, pansharpener, reference_cnns, sizes, world
+from pansharp_jax.models import functional, options, pansharpener
+from pansharp_jax.models import reference_cnns, sizes, world
 
-NAMES = ("pansharpener", *reference_cnns.NETWORKS)
+
+def names() -> tuple[str, ...]:
+  """The model names: ours and NETWORKS' (read at each call, so a network
+  registered there is known everywhere)."""
+  return ("pansharpener", *reference_cnns.NETWORKS)
+
+
 # World options that change the pansharpener's architecture or inference
 # (the others, DSC and WAC-X, are loss terms any network trains with).
 ARCHITECTURE_OPTIONS = ("wsm", "dca", "patch_prior")
@@ -27,9 +34,10 @@ def foreign_options(name: str, world_options) -> list[str]:
 
 
 def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
-  """The Flax module named by `model_config.name` (the pansharpener at
-  `model_config.size`; the reference CNNs have their papers' one size)."""
-  if model_config.name not in NAMES:
+  """The NNX network named by `model_config.name` as a `FunctionalModel`
+  (`init`, `apply` over pure state): the pansharpener at `model_config.size`;
+  the reference CNNs have their papers' one size."""
+  if model_config.name not in names():
     raise ValueError(f"config.model.name: unknown model {model_config.name!r}")
   world_options = world.world_options(model_config.get("world"))
   dtype = jnp.dtype(model_config.dtype)
@@ -38,8 +46,10 @@ def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
     if on:
       raise ValueError(f"config.model.world: {', '.join(on)} belong to the "
                        f"pansharpener, not to model.name={model_config.name}")
-    return reference_cnns.NETWORKS[model_config.name](
-        num_bands=num_bands, world=world_options, dtype=dtype)
+    network = reference_cnns.NETWORKS[model_config.name]
+    return functional.FunctionalModel(
+        lambda ratio, rngs: network(num_bands, ratio, dtype=dtype, rngs=rngs),
+        world_options)
   blocks = options.BlockOptions(
       directions=int(model_config.directions),
       scan_method=model_config.scan_method,
@@ -54,12 +64,13 @@ def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
     size = dataclasses.replace(size, depth=int(model_config.depth))
   if model_config.get("dim", 0):
     size = dataclasses.replace(size, dim=int(model_config.dim))
-  return pansharpener.Pansharpener(
-      num_bands=num_bands,
-      size=size,
-      blocks=blocks,
-      world=world_options,
-      head=model_config.get("head", "sigmoid"),
-      input_norm=model_config.get("input_norm", "none"),
-      detail_input=model_config.get("detail_input", "none"),
-      dtype=dtype)
+  # Read now: the model is built later (per ratio), from these values only.
+  head = model_config.get("head", "sigmoid")
+  input_norm = model_config.get("input_norm", "none")
+  detail_input = model_config.get("detail_input", "none")
+  return functional.FunctionalModel(
+      lambda ratio, rngs: pansharpener.Pansharpener(
+          num_bands, size, blocks, world_options, head=head,
+          input_norm=input_norm, detail_input=detail_input, dtype=dtype,
+          rngs=rngs),
+      world_options)

@@ -1,7 +1,7 @@
 """World-model options (SPEC §2.5): each a config switch, plus presets.
 
 - WSM: a GRU over pooled fused features whose state is carried across
-  training steps in the mutable 'world_state' collection; FiLM modulation
+  training steps in `WorldState` variables (a checkpoint's 'world_state'); FiLM modulation
   F * (1 + gamma) + beta with LayerScale.
 - DCA-FIM: deformable alignment after cross attention: K offsets and softmax
   weights per pixel, bilinear sampling of the PAN features.
@@ -15,9 +15,12 @@ switches in `config.model.world` add to it.
 
 import dataclasses
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
+
+from pansharp_jax.models import scopes
+from pansharp_jax.models.layers import conv, dense
 
 PRESETS = {
     "none": frozenset(),
@@ -42,6 +45,11 @@ class WorldOptions:
   patch_alpha: float = 0.5
 
 
+class WorldState(nnx.Variable):
+  """State a network carries from one training step to the next (the WSM
+  GRU state); a checkpoint's 'world_state' collection."""
+
+
 def world_options(world_config) -> WorldOptions:
   """Resolves `config.model.world` (a ConfigDict or None) into WorldOptions."""
   if world_config is None:
@@ -57,42 +65,66 @@ def world_options(world_config) -> WorldOptions:
   return WorldOptions(**fields)
 
 
-class WorldStateMemory(nn.Module):
+class GRUCell(scopes.Module):
+  """A GRU step, the Linen GRUCell's maths and layers (n's hidden path has a
+  bias, inside the reset gate)."""
+  linen_names = {"in_": "in"}
+
+  def __init__(self, features_in, hidden, *, rngs):
+    i = lambda: dense(features_in, hidden, dtype=None, rngs=rngs)
+    h = lambda bias: dense(hidden, hidden, use_bias=bias, dtype=None, rngs=rngs,
+                           kernel_init=jax.nn.initializers.orthogonal())
+    self.ir, self.iz, self.in_ = i(), i(), i()
+    self.hr, self.hz, self.hn = h(False), h(False), h(True)
+
+  def __call__(self, h, x):
+    r = jax.nn.sigmoid(self.ir(x) + self.hr(h))
+    z = jax.nn.sigmoid(self.iz(x) + self.hz(h))
+    n = jnp.tanh(self.in_(x) + r * self.hn(h))
+    return (1.0 - z) * n + z * h
+
+
+class WorldStateMemory(scopes.Module):
   """GRU world state carried across steps; FiLM-modulates the features.
 
   The stored state is one vector (batch-size free): each sample's GRU step
-  starts from it, and a training step stores the batch mean of the new
-  states. Only a training call with 'world_state' mutable updates it.
+  starts from it, and a training call stores the batch mean of the new
+  states (kept only where the caller keeps the new world state).
   """
-  hidden: int
-  reset_every: int = 0
-  layer_scale_init: float = 0.1
-  dropout: float = 0.0
-  train: bool = False
-  dtype: jnp.dtype = jnp.float32
+  linen_names = {"pooled_norm": "LayerNorm_0", "gru": "GRUCell_0",
+                 "state_norm": "LayerNorm_1", "film_out": "Dense_0",
+                 "film_hidden": "Dense_1"}
 
-  @nn.compact
-  def __call__(self, features):
+  def __init__(self, channels, hidden, reset_every=0, layer_scale_init=0.1,
+               dropout=0.0, *, rngs):
+    self.hidden = WorldState(jnp.zeros((hidden,), jnp.float32))
+    self.count = WorldState(jnp.zeros((), jnp.int32))
+    self.pooled_norm = nnx.LayerNorm(channels, rngs=rngs)
+    self.gru = GRUCell(channels, hidden, rngs=rngs)
+    self.state_norm = nnx.LayerNorm(hidden, rngs=rngs)
+    self.dropout = nnx.Dropout(dropout)
+    self.film_hidden = dense(hidden, hidden // 2, dtype=None, rngs=rngs)
+    self.film_out = dense(hidden // 2, 2 * channels, dtype=None, rngs=rngs)
+    self.layer_scale = nnx.Param(jnp.full((2, channels), layer_scale_init))
+    self.reset_every = reset_every
+
+  def __call__(self, features, *, train=False, rngs=None):
     channels = features.shape[-1]
-    state = self.variable("world_state", "hidden", jnp.zeros, (self.hidden,),
-                          jnp.float32)
-    count = self.variable("world_state", "count", jnp.zeros, (), jnp.int32)
-    previous = jax.lax.stop_gradient(state.value)
+    previous = jax.lax.stop_gradient(self.hidden[...])
     if self.reset_every:
-      previous = jnp.where(count.value % self.reset_every == 0, 0.0, previous)
+      previous = jnp.where(self.count[...] % self.reset_every == 0, 0.0,
+                           previous)
 
-    pooled = nn.LayerNorm()(jnp.mean(features.astype(jnp.float32), axis=(1, 2)))
-    carry = jnp.broadcast_to(previous, (pooled.shape[0], self.hidden))
-    h, _ = nn.GRUCell(self.hidden)(carry, pooled)
-    if self.train and self.is_mutable_collection("world_state"):
-      state.value = jax.lax.stop_gradient(jnp.mean(h, axis=0))
-      count.value = count.value + 1
+    pooled = self.pooled_norm(jnp.mean(features.astype(jnp.float32), axis=(1, 2)))
+    carry = jnp.broadcast_to(previous, (pooled.shape[0], previous.shape[0]))
+    h = self.gru(carry, pooled)
+    if train:
+      self.hidden[...] = jax.lax.stop_gradient(jnp.mean(h, axis=0))
+      self.count[...] = self.count[...] + 1
 
-    h = nn.Dropout(self.dropout, deterministic=not self.train)(nn.LayerNorm()(h))
-    film = nn.Dense(channels * 2)(nn.gelu(nn.Dense(self.hidden // 2)(h)))
-    scale = self.param("layer_scale",
-                       nn.initializers.constant(self.layer_scale_init),
-                       (2, channels))
+    h = self.dropout(self.state_norm(h), deterministic=not train, rngs=rngs)
+    film = self.film_out(nnx.gelu(self.film_hidden(h)))
+    scale = self.layer_scale[...]
     gamma, beta = jnp.tanh(film).reshape(-1, 2, channels).swapaxes(0, 1) * scale[:, None]
     gamma, beta = (t[:, None, None].astype(features.dtype) for t in (gamma, beta))
     return features * (1 + gamma) + beta
@@ -120,27 +152,35 @@ def bilinear_sample(image, y, x):
   return top * (1 - wy) + bottom * wy
 
 
-class DeformableAlignment(nn.Module):
+class DeformableAlignment(scopes.Module):
   """DCA-FIM: aligns PAN features to the fused features by deformable sampling.
 
   Offsets (zero-initialised, so it starts as an identity lookup) and
   sampling weights come from both maps; the aggregated samples pass a
   1x1-GELU-1x1 block and are added with weight `deform_weight`.
   """
-  points: int = 4
-  deform_weight: float = 0.3
-  dtype: jnp.dtype = jnp.float32
+  linen_names = {"offsets": "Conv_0", "offsets_hidden": "Conv_1",
+                 "weights": "Dense_0", "weights_hidden": "Conv_2",
+                 "out": "Dense_1", "out_hidden": "Dense_2"}
 
-  @nn.compact
+  def __init__(self, channels, points=4, deform_weight=0.3, *,
+               dtype=jnp.float32, rngs):
+    quarter = max(channels // 4, 1)
+    self.offsets_hidden = conv(2 * channels, channels, 3, dtype=dtype, rngs=rngs)
+    self.offsets = conv(channels, 2 * points, 3, dtype=dtype, rngs=rngs,
+                        kernel_init=jax.nn.initializers.zeros)
+    self.weights_hidden = conv(2 * channels, quarter, 3, dtype=dtype, rngs=rngs)
+    self.weights = dense(quarter, points, dtype=dtype, rngs=rngs)
+    self.out_hidden = dense(channels, channels, dtype=dtype, rngs=rngs)
+    self.out = dense(channels, channels, dtype=dtype, rngs=rngs)
+    self.points, self.deform_weight, self.dtype = points, deform_weight, dtype
+
   def __call__(self, query, value):
     """query (B, H, W, C) fused features, value (B, H, W, C) PAN features."""
     batch, height, width, channels = query.shape
-    conv = lambda n, k, **kw: nn.Conv(n, (k, k), dtype=self.dtype, **kw)
     both = jnp.concatenate([query, value], axis=-1)
-    offsets = conv(2 * self.points, 3, kernel_init=nn.initializers.zeros)(
-        nn.gelu(conv(channels, 3)(both)))
-    logits = nn.Dense(self.points, dtype=self.dtype)(
-        nn.gelu(conv(max(channels // 4, 1), 3)(both)))
+    offsets = self.offsets(nnx.gelu(self.offsets_hidden(both)))
+    logits = self.weights(nnx.gelu(self.weights_hidden(both)))
 
     offsets = offsets.astype(jnp.float32).reshape(
         batch, height, width, self.points, 2)
@@ -152,8 +192,7 @@ class DeformableAlignment(nn.Module):
                               grid_x[..., None] + offsets[..., 1])
     weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     aligned = jnp.einsum("bhwkc,bhwk->bhwc", samples, weights).astype(self.dtype)
-    aligned = nn.Dense(channels, dtype=self.dtype)(
-        nn.gelu(nn.Dense(channels, dtype=self.dtype)(aligned)))
+    aligned = self.out(nnx.gelu(self.out_hidden(aligned)))
     return query + self.deform_weight * aligned
 
 
@@ -183,7 +222,7 @@ def patch_prior_refine(output, lms, patch_size=32, overlap=0.25, alpha=0.5):
 
   def patch_means(x):
     x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    return nn.avg_pool(x, (patch, patch), (stride, stride))
+    return nnx.avg_pool(x, (patch, patch), (stride, stride))
 
   correction = patch_means(lms) - patch_means(output)     # (B, h, w, C)
   # Overlap-add of the per-patch corrections with a tent window, normalised.

@@ -27,6 +27,7 @@ import orbax.checkpoint as ocp
 
 from pansharp_jax.errors import CheckpointError
 from pansharp_jax.models import sizes
+from pansharp_jax.train import linen_restore
 from pansharp_jax.train import parallel
 
 
@@ -100,10 +101,31 @@ def save(manager: ocp.CheckpointManager, state, *, force=False) -> bool:
       state=ocp.args.StandardSave(state)), force=force)
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract_state):
+def _restore_or_convert(manager, step, item, abstract, linen_paths):
+  """Item `item` of checkpoint `step` into `abstract`; one the Linen models
+  wrote is converted when `linen_paths` ({NNX path: Linen path}) is given."""
+  try:
+    return manager.restore(step, args=ocp.args.Composite(
+        **{item: ocp.args.StandardRestore(abstract)}))[item]
+  except Exception as error:  # pylint: disable=broad-except
+    if not linen_paths:
+      raise
+    try:
+      converted = linen_restore.restore(manager, step, item, abstract,
+                                        linen_paths)
+    except Exception:  # pylint: disable=broad-except
+      raise error from None  # not a Linen tree either: the first failure
+    logging.info("%s/%d: written by the Linen models, converted to NNX",
+                 manager.directory, step)
+    return converted
+
+
+def restore_latest(manager: ocp.CheckpointManager, abstract_state,
+                   linen_paths: dict | None = None):
   """Restores the newest checkpoint that reads back, into `abstract_state`'s
   shapes and shardings (checkpoints of older versions also hold a grain
-  iterator, left unread).
+  iterator, left unread; those of the Linen models are converted with
+  `linen_paths`, {NNX path: Linen path}).
 
   Returns None when there is no checkpoint. A checkpoint that fails to load
   is skipped with a warning and the one before it is tried; if none loads
@@ -113,8 +135,8 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state):
   errors = []
   for step in steps:
     try:
-      restored = manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract_state)))
+      restored = _restore_or_convert(manager, step, "state", abstract_state,
+                                     linen_paths)
       failure = None
     except Exception as e:  # pylint: disable=broad-except
       # Orbax and tensorstore report damaged files with many exception types.
@@ -127,7 +149,7 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state):
                       "before it.", manager.directory, step, failure)
       errors.append(f"step {step}: {failure}")
       continue
-    return restored["state"]
+    return restored
   if errors:
     raise CheckpointError(
         f"{manager.directory}: no checkpoint loads ({'; '.join(errors)[:2000]})")
@@ -187,8 +209,10 @@ def best_info(manager: ocp.CheckpointManager) -> dict | None:
   return manager.restore(step, args=ocp.args.Composite(info=ocp.args.JsonRestore()))["info"]
 
 
-def restore_best(workdir: str, abstract_variables):
-  """(variables, info) exported to WORKDIR/best, or None if there are none."""
+def restore_best(workdir: str, abstract_variables,
+                 linen_paths: dict | None = None):
+  """(variables, info) exported to WORKDIR/best, or None if there are none;
+  an export of the Linen models is converted with `linen_paths`."""
   if not os.path.isdir(os.path.join(workdir, "best")):
     return None
   manager = make_best_manager(workdir)
@@ -196,9 +220,10 @@ def restore_best(workdir: str, abstract_variables):
     step = manager.latest_step()
     if step is None:
       return None
-    restored = manager.restore(step, args=ocp.args.Composite(
-        variables=ocp.args.StandardRestore(abstract_variables),
-        info=ocp.args.JsonRestore()))
-    return restored["variables"], restored["info"]
+    variables = _restore_or_convert(manager, step, "variables",
+                                    abstract_variables, linen_paths)
+    info = manager.restore(step, args=ocp.args.Composite(
+        info=ocp.args.JsonRestore()))["info"]
+    return variables, info
   finally:
     manager.close()

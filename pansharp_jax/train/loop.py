@@ -106,7 +106,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
 
   # ---- state: resume or init ----
   manager = checkpoint.make_manager(workdir, config)
-  state = checkpoint.restore_latest(manager, abstract_state)
+  state = checkpoint.restore_latest(
+      manager, abstract_state, model.linen_paths(int(config.data.ratio)))
   if state is None:
     state = init(rng)
   else:

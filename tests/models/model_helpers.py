@@ -68,10 +68,9 @@ def wake_heads(params, seed=0, scale=0.05):
   """
   params = dict(params)
   for i, name in enumerate(sorted(k for k in params if k.startswith("head_"))):
-    kernel = params[name]["Conv_0"]["kernel"]
+    kernel = params[name]["conv"]["kernel"]
     noise = jax.random.normal(jax.random.fold_in(key(seed), i), kernel.shape)
-    params[name] = {"Conv_0": {**params[name]["Conv_0"],
-                               "kernel": scale * noise}}
+    params[name] = {"conv": {**params[name]["conv"], "kernel": scale * noise}}
   return params
 
 
@@ -91,13 +90,6 @@ def dead_parameters(model, params, ms, pan, lms) -> list[str]:
   return [jax.tree_util.keystr(path)
           for path, g in jax.tree_util.tree_flatten_with_path(grads)[0]
           if not np.any(np.asarray(g) != 0)]
-
-
-def drop(params, name):
-  """`params` without every subtree called `name` (a world option's)."""
-  if isinstance(params, dict):
-    return {k: drop(v, name) for k, v in params.items() if k != name}
-  return params
 
 
 def leaves(tree):

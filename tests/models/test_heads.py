@@ -2,11 +2,11 @@
 numerics against a plain convolution, the untrained identity, scale
 equivariance, and gradients that reach every parameter."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 import model_helpers as h
 from model_helpers import HEIGHT, WIDTH
 
@@ -27,18 +27,16 @@ def _conv3x3(x, kernel, bias):
 def test_head_numerics(kind):
   features = jax.random.normal(h.key(1), (2, 8, 8, 6))
   base = jax.random.uniform(h.key(2), (2, 8, 8, 3), minval=0.02, maxval=0.3)
-  head = Head(3, kind)
-  params = head.init(h.key(0), features, base)["params"]
+  head = Head(6, 3, kind, rngs=nnx.Rngs(0))
   # Zero kernel at the start: the output is the base.
-  np.testing.assert_allclose(head.apply({"params": params}, features, base),
-                             base, atol=1e-6)
-  kernel = 0.1 * jax.random.normal(h.key(3), params["Conv_0"]["kernel"].shape)
-  params = {"Conv_0": {"kernel": kernel, "bias": params["Conv_0"]["bias"]}}
-  delta = _conv3x3(features, kernel, params["Conv_0"]["bias"])
+  np.testing.assert_allclose(head(features, base), base, atol=1e-6)
+  head.conv.kernel[...] = 0.1 * jax.random.normal(h.key(3),
+                                                  head.conv.kernel.shape)
+  delta = _conv3x3(features, head.conv.kernel[...], head.conv.bias[...])
   b = np.asarray(base, np.float64)
   expected = (b + 0.5 * delta if kind == "residual"
               else 1 / (1 + np.exp(-(delta + np.log(b / (1 - b))))))
-  got = head.apply({"params": params}, features, base, 0.5)
+  got = head(features, base, 0.5)
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -47,12 +45,13 @@ def test_residual_head_gradient_does_not_shrink_on_dark_pixels():
   sigmoid's (0.0475 at p = 0.05), the diagnosis of docs/recipes.md."""
   features = jnp.ones((1, 4, 4, 2))
   for kind, slope in (("residual", 1.0), ("sigmoid", 0.05 * 0.95)):
-    head = Head(1, kind)
-    params = head.init(h.key(0), features, jnp.full((1, 4, 4, 1), 0.05))
+    graphdef, state = nnx.split(Head(2, 1, kind, rngs=nnx.Rngs(0)))
+    params = nnx.to_pure_dict(state)
 
     def out(bias):
-      p = {"params": {"Conv_0": {**params["params"]["Conv_0"], "bias": bias}}}
-      return head.apply(p, features, jnp.full((1, 4, 4, 1), 0.05))[0, 1, 1, 0]
+      p = {"conv": {**params["conv"], "bias": bias}}
+      head = nnx.merge(graphdef, nnx.State(p))
+      return head(features, jnp.full((1, 4, 4, 1), 0.05))[0, 1, 1, 0]
 
     np.testing.assert_allclose(jax.grad(out)(jnp.zeros(1)), [slope], rtol=2e-3)
 
@@ -74,7 +73,7 @@ def test_residual_untrained_model_is_exactly_the_interpolated_ms(residual):
       (2, HEIGHT, WIDTH, 4)]
   np.testing.assert_array_equal(sr_1_4, ms)
   np.testing.assert_array_equal(full, lms)
-  np.testing.assert_allclose(sr_1_2, nn.avg_pool(lms, (2, 2), (2, 2)), atol=1e-7)
+  np.testing.assert_allclose(sr_1_2, nnx.avg_pool(lms, (2, 2), (2, 2)), atol=1e-7)
 
 
 def test_residual_gradients_reach_every_parameter(residual):

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 import model_helpers as h
 
 from configs import default
@@ -123,16 +124,16 @@ def test_remat_gives_the_same_values_and_gradients(scan_layers):
   """Remat changes what the backward pass stores, not what it computes."""
   ms, pan = (jax.random.normal(k, (1, 8, 8, 8))
              for k in jax.random.split(h.key(40)))
-  layer = lambda remat: ASSMLayer(
-      depth=2, size=_LAYER, train=True,
-      blocks=BlockOptions(remat=remat, scan_layers=scan_layers))
-  rngs = {"params": h.key(41), "gumbel": h.key(42)}
-  params = jax.jit(layer(False).init)(rngs, ms, pan)["params"]
+  layer = lambda remat: nnx.split(ASSMLayer(
+      8, 2, _LAYER, BlockOptions(remat=remat, scan_layers=scan_layers),
+      rngs=nnx.Rngs(41)), nnx.Param)
+  params = layer(False)[1]
 
   def value_and_grad(remat):
+    graphdef = layer(remat)[0]
     def loss(params):
-      out = layer(remat).apply({"params": params}, ms, pan,
-                               rngs={"gumbel": h.key(43)})
+      out = nnx.merge(graphdef, params)(
+          ms, pan, train=True, rngs=nnx.Rngs(gumbel=h.key(43), dropout=h.key(44)))
       return sum(jnp.sum(x**2) for x in jax.tree.leaves(out))
     return jax.jit(jax.value_and_grad(loss))(params)
 
@@ -176,11 +177,14 @@ def test_bf16_compute_keeps_float32_params(tiny, tiny_outputs):
 def test_scan_layers_matches_the_block_loop():
   ms, pan = (jax.random.normal(k, (1, 8, 8, 8))
              for k in jax.random.split(h.key(30)))
-  layer = lambda scan: ASSMLayer(depth=2, size=_LAYER,
-                                 blocks=BlockOptions(scan_layers=scan))
-  params = jax.jit(layer(False).init)(h.key(31), ms, pan)["params"]
-  stacked = {"blocks": jax.tree.map(lambda *b: jnp.stack(b),
-                                    params["block_0"], params["block_1"])}
-  looped = jax.jit(layer(False).apply)({"params": params}, ms, pan)
-  scanned = jax.jit(layer(True).apply)({"params": stacked}, ms, pan)
+  layer = lambda scan: nnx.split(ASSMLayer(
+      8, 2, _LAYER, BlockOptions(scan_layers=scan), rngs=nnx.Rngs(31)),
+      nnx.Param)
+  loop_graph, params = layer(False)
+  params = nnx.to_pure_dict(params)
+  stacked = {"stacked": jax.tree.map(lambda *b: jnp.stack(b),
+                                     params["block_0"], params["block_1"])}
+  run = lambda graph, p: nnx.merge(graph, nnx.State(p))(ms, pan)
+  looped = jax.jit(run, static_argnums=0)(loop_graph, params)
+  scanned = jax.jit(run, static_argnums=0)(layer(True)[0], stacked)
   assert h.max_abs_diff(looped, scanned) < 1e-5

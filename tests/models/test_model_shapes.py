@@ -3,11 +3,11 @@ docs on which sizes pool their attention."""
 
 import os
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 import model_helpers as h
 from model_helpers import HEIGHT, WIDTH
 
@@ -17,7 +17,7 @@ from pansharp_jax.models import sizes
 @pytest.mark.parametrize("bands", [3, 4, 8])
 @pytest.mark.parametrize("size", ["tiny", "small", "base", "large"])
 def test_output_shapes(size, bands):
-  # nn.scan traces each layer's blocks once: base and large trace in seconds.
+  # nnx.scan traces each layer's blocks once: base and large trace in seconds.
   model = h.build(bands, size, scan_layers=size in ("base", "large"))
   height, width = 36, 44    # multiples of 4, not of 8
   spec = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
@@ -25,8 +25,8 @@ def test_output_shapes(size, bands):
   lms = spec(2, height, width, bands)
 
   def run(ms, pan, lms):
-    without_lms, variables = model.init_with_output(h.key(0), ms, pan)
-    return without_lms, model.apply(variables, ms, pan, lms)
+    variables = model.init(h.key(0), ms, pan)
+    return model.apply(variables, ms, pan), model.apply(variables, ms, pan, lms)
 
   for outputs in jax.eval_shape(run, ms, pan, lms):
     assert [o.shape for o in outputs] == [
@@ -37,10 +37,11 @@ def test_output_shapes(size, bands):
 def test_bad_input_shapes_raise():
   model = h.build(4)
   ms, pan, _ = h.inputs(height=16, width=16)
+  variables = jax.eval_shape(model.init, h.key(0), ms, pan)
   with pytest.raises(ValueError, match="multiples of 4"):
-    jax.eval_shape(model.init, h.key(0), ms[:, :3, :3], pan[:, :14, :14])
+    jax.eval_shape(model.apply, variables, ms[:, :3, :3], pan[:, :14, :14])
   with pytest.raises(ValueError, match="ms must be"):
-    jax.eval_shape(model.init, h.key(0), ms[..., :3], pan)
+    jax.eval_shape(model.apply, variables, ms[..., :3], pan)
 
 
 def test_real_outputs_finite_and_sigmoid_heads_in_range(tiny, tiny_outputs):
@@ -61,7 +62,7 @@ def test_untrained_model_outputs_the_interpolated_ms(tiny):
   np.testing.assert_allclose(sr_1_4, tiny.ms, atol=1e-5)
   np.testing.assert_allclose(full, tiny.lms, atol=1e-5)
   np.testing.assert_allclose(
-      sr_1_2, nn.avg_pool(tiny.lms, (2, 2), (2, 2)), atol=1e-5)
+      sr_1_2, nnx.avg_pool(tiny.lms, (2, 2), (2, 2)), atol=1e-5)
 
 
 @pytest.mark.parametrize("ratio", [2, 8])
@@ -70,11 +71,11 @@ def test_other_ratios_keep_the_three_scales(tiny, ratio):
   resolution, and the untrained model still gives the interpolated MS (the
   1/4 head starts from the pooled lms, as the MS is not at 1/4)."""
   _, pan, lms = h.inputs(seed=3, height=32)
-  ms = nn.avg_pool(lms, (ratio, ratio), (ratio, ratio))
+  ms = nnx.avg_pool(lms, (ratio, ratio), (ratio, ratio))
   sr_1_4, sr_1_2, full = tiny.forward(tiny.init_params, ms, pan, lms)
-  quarter = nn.avg_pool(lms, (4, 4), (4, 4))
+  quarter = nnx.avg_pool(lms, (4, 4), (4, 4))
   np.testing.assert_allclose(sr_1_4, quarter, atol=1e-5)
-  np.testing.assert_allclose(sr_1_2, nn.avg_pool(lms, (2, 2), (2, 2)), atol=1e-5)
+  np.testing.assert_allclose(sr_1_2, nnx.avg_pool(lms, (2, 2), (2, 2)), atol=1e-5)
   np.testing.assert_allclose(full, lms, atol=1e-5)
   with pytest.raises(ValueError, match="ratio r in"):
     tiny.forward(tiny.init_params, ms[:, :3], pan, lms)

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 import model_helpers as h
 
 from pansharp_jax.models import assm
@@ -44,22 +45,22 @@ def test_route_policy_hard_forward_straight_through_backward():
       jax.grad(lambda l: loss(l, None))(logits), np.zeros(logits.shape))
 
 
-def _block(train):
-  return assm.DualModalASSM(size=LayerSize(d_state=4, num_tokens=4, inner_rank=4,
-                                           mlp_ratio=1.0), train=train)
+def _block():
+  size = LayerSize(d_state=4, num_tokens=4, inner_rank=4, mlp_ratio=1.0)
+  return nnx.split(assm.DualModalASSM(8, size, rngs=nnx.Rngs(8)), nnx.Param)
 
 
 def test_routing_mlp_gets_gradients_in_training():
   ms, pan = (jax.random.normal(k, (2, 8, 8, 8))
              for k in jax.random.split(h.key(7)))
-  params = jax.jit(_block(False).init)(h.key(8), (ms, pan))["params"]
+  graphdef, params = _block()
 
   def route_grads(train, gumbel):
     def loss(p):
-      (out_ms, out_pan), _ = _block(train).apply(
-          {"params": p}, (ms, pan), rngs={"gumbel": gumbel})
+      out_ms, out_pan = nnx.merge(graphdef, p)(
+          ms, pan, train=train, rngs=nnx.Rngs(gumbel=gumbel))
       return jnp.sum(out_ms ** 2) + jnp.sum(out_pan ** 2)
-    grads = jax.jit(jax.grad(loss))(params)
+    grads = nnx.to_pure_dict(jax.jit(jax.grad(loss))(params))
     return [np.abs(np.asarray(g)).sum() for name in ("route_hidden", "route_out")
             for g in jax.tree.leaves(grads[name])]
 
@@ -79,8 +80,9 @@ def _scan_case(seed, directions, height=4, width=5, channels=4, d_state=3,
   prompt = rng.standard_normal((2, 2, height, width, d_state)).astype(np.float32)
   route = rng.permutation(np.arange(2 * height * width) % num_routes)
   route = route.reshape(2, height, width).astype(np.int32)
-  module = assm.SemanticScan(d_state, directions, method="sequential")
-  params = module.init(h.key(seed), x, prompt, route)["params"]
+  module = assm.SemanticScan(channels, d_state, directions, method="sequential",
+                             rngs=nnx.Rngs(seed))
+  params = nnx.to_pure_dict(nnx.state(module, nnx.Param))
   return module, params, x, prompt, route
 
 
@@ -145,7 +147,7 @@ def _numpy_semantic_scan(params, x, prompt, route, directions):
 @pytest.mark.parametrize("directions", [1, 2, 4])
 def test_semantic_scan_matches_a_numpy_loop(directions):
   module, params, x, prompt, route = _scan_case(directions, directions)
-  got = module.apply({"params": params}, x, prompt, route)
+  got = module(x, prompt, route)
   want = _numpy_semantic_scan(params, x, prompt, route, directions)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
@@ -159,7 +161,7 @@ def test_reversed_directions_carry_later_groups_into_earlier_ones(directions):
   last = route == route.max()
   changed = x.copy()
   changed[:, last] += 1.0
-  scan = lambda x: np.asarray(module.apply({"params": params}, x, prompt, route))
+  scan = lambda x: np.asarray(module(x, prompt, route))
   first = route == route.min()
   moved = np.abs(scan(changed) - scan(x))[:, first].max()
   if directions == 4:

@@ -23,12 +23,12 @@ def test_every_width_follows_dim(wide):
   decoder = params["decoder"]
   assert decoder["ms_first"]["kernel"].shape == (3, 3, 8, 24)
   assert decoder["pan_first"]["kernel"].shape == (3, 3, 5, 24)
-  assert decoder["fusion_half"]["Dense_0"]["kernel"].shape == (48, 48)
-  assert decoder["fusion_quarter"]["Dense_0"]["kernel"].shape == (96, 96)
+  assert decoder["fusion_half"]["out"]["kernel"].shape == (48, 48)
+  assert decoder["fusion_quarter"]["out"]["kernel"].shape == (96, 96)
   # the heads read (1/4: 4 dim; 1/2: 2 dim + 2 dim; full: dim + dim)
-  assert params["head_quarter"]["Conv_0"]["kernel"].shape == (3, 3, 96, 4)
-  assert params["head_half"]["Conv_0"]["kernel"].shape == (3, 3, 96, 4)
-  assert params["head_full"]["Conv_0"]["kernel"].shape == (3, 3, 48, 4)
+  assert params["head_quarter"]["conv"]["kernel"].shape == (3, 3, 96, 4)
+  assert params["head_half"]["conv"]["kernel"].shape == (3, 3, 96, 4)
+  assert params["head_full"]["conv"]["kernel"].shape == (3, 3, 48, 4)
 
 
 def test_zero_keeps_the_size_width():

@@ -4,10 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 import model_helpers as h
 
 from pansharp_jax import losses
-from pansharp_jax.models import world
+from pansharp_jax.models import functional, world
 from pansharp_jax.models.cross_attention import CrossModalAttention
 
 
@@ -28,52 +29,57 @@ def _features(seed, shape=(2, 8, 8, 16)):
   return jax.random.uniform(h.key(seed), shape)
 
 
+def _wsm(**options):
+  """(graphdef, {'params', 'world_state'}) of a WSM over 16 channels."""
+  return functional.split(world.WorldStateMemory(16, 8, rngs=nnx.Rngs(h.key(1)),
+                                                 **options))
+
+
+def _wsm_call(graphdef, variables, x, train=True):
+  """The WSM's output and its world state after the call."""
+  wsm = nnx.merge(graphdef, *(nnx.State(variables[name])
+                              for name in ("params", "world_state")))
+  return wsm(x, train=train), functional.split(wsm)[1]["world_state"]
+
+
 def test_wsm_modulates_and_carries_its_state():
-  wsm = world.WorldStateMemory(hidden=8, train=True)
+  graphdef, variables = _wsm()
   x = _features(0)
-  # As the trainer does: init in eval mode, so the count starts at 0.
-  variables = world.WorldStateMemory(hidden=8).init(h.key(1), x)
-  y, updated = wsm.apply(variables, x, mutable=["world_state"])
+  assert int(variables["world_state"]["count"]) == 0
+  y, state = _wsm_call(graphdef, variables, x)
   assert h.max_abs_diff(y, x) > 1e-4           # FiLM changes the features
-  state = updated["world_state"]
   assert int(state["count"]) == 1
   assert np.abs(np.asarray(state["hidden"])).sum() > 0
   # The carried state changes the next output.
-  carried = {**variables, **updated}
-  y_next, _ = wsm.apply(carried, x, mutable=["world_state"])
+  carried = {**variables, "world_state": state}
+  y_next, _ = _wsm_call(graphdef, carried, x)
   assert h.max_abs_diff(y_next, y) > 0
-  # Eval, or a train call without a mutable state, leaves the state alone.
-  _, frozen = world.WorldStateMemory(hidden=8).apply(
-      carried, x, mutable=["world_state"])
-  h.assert_trees_equal(frozen, updated)
+  # Eval leaves the state alone.
+  _, frozen = _wsm_call(graphdef, carried, x, train=False)
+  h.assert_trees_equal(frozen, state)
 
 
 @pytest.mark.parametrize("reset_every, resets", [(0, False), (2, False),
                                                  (1, True)])
 def test_wsm_reset_every(reset_every, resets):
-  wsm = world.WorldStateMemory(hidden=8, reset_every=reset_every, train=True)
+  graphdef, variables = _wsm(reset_every=reset_every)
   x = _features(2)
-  variables = world.WorldStateMemory(hidden=8).init(h.key(3), x)
-  fresh, after_one = wsm.apply(variables, x, mutable=["world_state"])
+  fresh, after_one = _wsm_call(graphdef, variables, x)
   # Second step (count 1): from the carried state unless it is reset.
-  second, _ = wsm.apply({**variables, **after_one}, x, mutable=["world_state"])
+  second, after_two = _wsm_call(graphdef, {**variables, "world_state": after_one}, x)
   assert (h.max_abs_diff(second, fresh) == 0) == resets
   if reset_every == 2:
     # The third step (count 2) starts from zero again.
-    _, after_two = wsm.apply({**variables, **after_one}, x,
-                             mutable=["world_state"])
-    third, _ = wsm.apply({**variables, **after_two}, x, mutable=["world_state"])
+    third, _ = _wsm_call(graphdef, {**variables, "world_state": after_two}, x)
     np.testing.assert_array_equal(third, fresh)
 
 
 def test_dca_changes_the_cross_attention():
   ms, pan = _features(4), _features(5)
-  with_dca = CrossModalAttention(heads=2, dca_points=4)
-  variables = with_dca.init(h.key(6), ms, pan)
-  plain = {"params": h.drop(variables["params"], "dca_fim")}
-  fused = CrossModalAttention(heads=2).apply(plain, ms, pan)
-  aligned = with_dca.apply(variables, ms, pan)
-  assert h.max_abs_diff(fused, aligned) > 1e-4
+  attention = CrossModalAttention(16, 2, dca_points=4, rngs=nnx.Rngs(h.key(6)))
+  aligned = attention(ms, pan)
+  attention.dca_fim = None  # the same weights without DCA-FIM
+  assert h.max_abs_diff(attention(ms, pan), aligned) > 1e-4
 
 
 def test_patch_prior_refines_eval_output_only(tiny, tiny_outputs):

@@ -26,7 +26,7 @@ def sample():
 
 @pytest.fixture(scope="module")
 def restored():
-  model = train_tiny.TinyNet(num_bands=4, dropout=0.0)
+  model = train_tiny.tiny_model(4, dropout=0.0)
   z = np.zeros((1, 16, 16, 1), np.float32)
   variables = train_tiny.random_variables(
       model, {"ms": np.zeros((1, 4, 4, 4), np.float32), "pan": z, "lms": z.repeat(4, -1)},

@@ -87,8 +87,8 @@ def test_gradient_accumulation_of_k_batches_is_one_step_on_the_k_times_batch(
   """k = 2 accumulated batches move params and EMA as one step on both
   batches at once; mid-accumulation nothing moves. The model carries no state
   and drops nothing here, so the two runs see the same forward."""
-  monkeypatch.setattr(registry, "build_model", lambda cfg, bands: train_tiny.TinyNet(
-      num_bands=bands, dropout=0.0, carry_state=False))
+  monkeypatch.setattr(registry, "build_model", lambda cfg, bands: train_tiny.tiny_model(
+      bands, dropout=0.0, carry_state=False))
   second = jax.tree.map(lambda x: np.ascontiguousarray(np.rot90(x, axes=(1, 2))), batch)
   moving = lambda s: _leaves((s.params, s.ema_params))
   config = train_tiny.config()

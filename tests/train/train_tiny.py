@@ -2,20 +2,22 @@
 
 The full model takes minutes to compile on a CPU; the train package only needs
 the model interface: `apply(variables, ms, pan, lms, train, rngs, mutable)`
-returning `(sr_1_4, sr_1_2, full)` and a `world` attribute, with dropout and a mutable 'world_state'
-collection carried across steps (as the WSM's GRU state is).
+returning `(sr_1_4, sr_1_2, full)` and a `world` attribute, with dropout and a 'world_state'
+carried across steps (as the WSM's GRU state is).
 
   PYTHONPATH=. python tests/train/train_tiny.py --config configs/default.py --workdir DIR
 
 runs main.py with this model in place of the registry's.
 """
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from configs import default
+from pansharp_jax.models import functional
+from pansharp_jax.models.world import WorldState
 from pansharp_jax.train import step as step_lib
 
 # main.py overrides for a run of a few seconds (one CPU device: batch 2).
@@ -31,28 +33,38 @@ SHORT_RUN = {"num_train_steps": 10, "eval_every": 10, "checkpoint_every": 10,
              "log_every": 10}
 
 
-class TinyNet(nn.Module):
+class TinyNet(nnx.Module):
   """Two convs around a residual on the interpolated MS, plus a running state."""
+  linen_names = {"conv_in": "Conv_0", "conv_out": "Conv_1"}  # main before NNX
 
-  num_bands: int
-  features: int = 8
-  dropout: float = 0.1
-  carry_state: bool = True  # False: the state stays 0 (batch splits then compare exactly)
-  world = None  # the model's world options; None: no world-model loss terms
+  def __init__(self, num_bands, features=8, dropout=0.1, carry_state=True, *,
+               rngs):
+    """carry_state False: the state stays 0 (batch splits then compare exactly)."""
+    self.hidden = WorldState(jnp.zeros((features,)))
+    self.conv_in = nnx.Conv(num_bands + 1, features, (3, 3), rngs=rngs)
+    self.dropout = nnx.Dropout(dropout)
+    self.conv_out = nnx.Conv(features, num_bands, (3, 3), rngs=rngs)
+    self.carry_state = carry_state
 
-  @nn.compact
-  def __call__(self, ms, pan, lms=None, *, train: bool = False):
+  def __call__(self, ms, pan, lms=None, *, train=False, rngs=None):
     del ms
-    hidden = self.variable("world_state", "hidden", jnp.zeros, (self.features,))
-    y = nn.gelu(nn.Conv(self.features, (3, 3))(jnp.concatenate([lms, pan], -1)))
-    y = nn.Dropout(self.dropout, deterministic=not train)(y)
-    if train and self.carry_state and self.is_mutable_collection("world_state"):
-      hidden.value = 0.9 * hidden.value + 0.1 * jnp.mean(y, axis=(0, 1, 2))
-    y = y * (1.0 + jnp.tanh(hidden.value))
+    y = nnx.gelu(self.conv_in(jnp.concatenate([lms, pan], -1)))
+    y = self.dropout(y, deterministic=not train, rngs=rngs)
+    if train and self.carry_state:
+      self.hidden[...] = 0.9 * self.hidden[...] + 0.1 * jnp.mean(y, axis=(0, 1, 2))
+    y = y * (1.0 + jnp.tanh(self.hidden[...]))
     logit = jax.scipy.special.logit(jnp.clip(lms, 1e-4, 1 - 1e-4))
-    full = jax.nn.sigmoid(nn.Conv(self.num_bands, (3, 3))(y) + logit)
-    half = nn.avg_pool(full, (2, 2), (2, 2))
-    return nn.avg_pool(half, (2, 2), (2, 2)), half, full
+    full = jax.nn.sigmoid(self.conv_out(y) + logit)
+    half = nnx.avg_pool(full, (2, 2), (2, 2))
+    return nnx.avg_pool(half, (2, 2), (2, 2)), half, full
+
+
+def tiny_model(num_bands=4, dropout=0.1, carry_state=True):
+  """TinyNet as the registry gives models; no world options (no world-model
+  loss terms)."""
+  return functional.FunctionalModel(
+      lambda ratio, rngs: TinyNet(num_bands, dropout=dropout,
+                                  carry_state=carry_state, rngs=rngs), None)
 
 
 def random_variables(model, batch, seed=1, scale=0.3):
@@ -70,7 +82,7 @@ def random_variables(model, batch, seed=1, scale=0.3):
 def random_predict_fn(num_bands=4, ratio=4):
   """The jitted eval forward of a TinyNet with random weights: a model of
   local receptive field (two 3x3 convs, radius 2) for tiling tests."""
-  model = TinyNet(num_bands=num_bands, dropout=0.0)
+  model = tiny_model(num_bands, dropout=0.0)
   z = np.zeros((1, 4 * ratio, 4 * ratio, 1), np.float32)
   variables = random_variables(model, {"ms": np.zeros((1, 4, 4, num_bands), np.float32),
                                        "pan": z, "lms": z.repeat(num_bands, -1)})
@@ -78,8 +90,7 @@ def random_predict_fn(num_bands=4, ratio=4):
 
 
 def build(model_config, num_bands):
-  return TinyNet(num_bands=num_bands,
-                 dropout=float(model_config.get("dropout", 0.1)))
+  return tiny_model(num_bands, float(model_config.get("dropout", 0.1)))
 
 
 def config(**fields):

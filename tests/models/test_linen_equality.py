@@ -19,11 +19,12 @@ import linen_fixture as lf
 import model_helpers as h
 
 # The fixture was written on jaxlib 0.12.0.1: there the NNX programs match
-# the Linen ones to 1e-6. Another XLA release rounds a few values of the same
+# the Linen ones to 1e-6. Another XLA release rounds some values of the same
 # program differently (jaxlib 0.10.2, CI's oldest leg: up to 2.7e-6 in
-# tiny_none's output), whichever API built it, so other releases get 1e-5.
+# tiny_none's output; jaxlib 0.12.1, the newest leg's: up to 2.4e-5 in
+# small_full's), so other releases get 1e-4, four times the largest seen.
 FIXTURE_JAXLIB = "0.12.0.1"
-TOLERANCE = 1e-6 if jaxlib.__version__ == FIXTURE_JAXLIB else 1e-5
+TOLERANCE = 1e-6 if jaxlib.__version__ == FIXTURE_JAXLIB else 1e-4
 CASES = tuple(lf.CASES)
 
 

@@ -46,18 +46,23 @@ class FunctionalModel:
   def __init__(self, build: Callable[..., nnx.Module], world: WorldOptions):
     self.build = build
     self.world = world
-    self._abstract = {}
+    self._abstract = {}  # ratio -> (network, its graphdef)
+
+  def _built(self, ratio: int):
+    if ratio not in self._abstract:
+      network = nnx.eval_shape(lambda: self.build(ratio, nnx.Rngs(0)))
+      scopes.name_modules(network)  # kept by the graphdef, so by every apply
+      self._abstract[ratio] = network, split(network)[0]
+    return self._abstract[ratio]
 
   def abstract(self, ratio: int):
     """The network of `ratio` with shapes for values (nothing allocated)."""
-    if ratio not in self._abstract:
-      network = nnx.eval_shape(lambda: self.build(ratio, nnx.Rngs(0)))
-      scopes.name_modules(network)  # kept by graphdef(), so by every apply
-      self._abstract[ratio] = network
-    return self._abstract[ratio]
+    return self._built(ratio)[0]
 
   def graphdef(self, ratio: int):
-    return split(self.abstract(ratio))[0]
+    """The graph of `ratio`'s network, split once (apply merges into it at
+    every trace)."""
+    return self._built(ratio)[1]
 
   def linen_paths(self, ratio: int) -> dict:
     """{NNX path: Linen path} of every variable (params and world state), to

@@ -6,7 +6,6 @@ model takes `(ms, pan, lms=None, train=False)` and has a `world` attribute
 (its WorldOptions: the loss terms it trains with).
 """
 
-import dataclasses
 
 import jax.numpy as jnp
 import ml_collections
@@ -59,11 +58,7 @@ def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
       dropout=float(model_config.dropout),
       remat=bool(model_config.remat),
       scan_layers=bool(model_config.scan_layers))
-  size = sizes.get_size(model_config.size)
-  if model_config.get("depth", 0):
-    size = dataclasses.replace(size, depth=int(model_config.depth))
-  if model_config.get("dim", 0):
-    size = dataclasses.replace(size, dim=int(model_config.dim))
+  size = sizes.resolve(model_config)
   # Read now: the model is built later (per ratio), from these values only.
   head = model_config.get("head", "sigmoid")
   input_norm = model_config.get("input_norm", "none")

@@ -63,3 +63,13 @@ def get_size(name: str) -> ModelSize:
     raise ValueError(f"config.model.size: unknown size {name!r}; "
                      f"one of {', '.join(SIZES)}")
   return SIZES[name]
+
+
+def resolve(model_config) -> ModelSize:
+  """`model_config.size` with its overrides: `depth` and `dim`, where not 0
+  (0 keeps the size's own)."""
+  size = get_size(model_config.get("size"))
+  for field in ("depth", "dim"):
+    if model_config.get(field, 0):
+      size = dataclasses.replace(size, **{field: int(model_config.get(field))})
+  return size

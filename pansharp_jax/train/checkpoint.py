@@ -77,8 +77,8 @@ def check_saved_model(config, workdir: str) -> None:
 def _built(field, value, model):
   """What `value` of `field` builds: dim 0 is the size's own width, so
   tiny's dim=0 and dim=16 are the same weights."""
-  if field == "dim" and not value and model.get("size") in sizes.SIZES:
-    return sizes.SIZES[model.get("size")].dim
+  if field == "dim" and model.get("size") in sizes.SIZES:
+    return sizes.resolve({"size": model.get("size"), "dim": value}).dim
   return value
 
 

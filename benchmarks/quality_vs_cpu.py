@@ -190,7 +190,7 @@ def main(argv):
     for ours in OURS.value:
       if ours in result and "fusionnet" in result:
         print(equal_cpu(preset, result, ours, "fusionnet"))
-        print(verdict(preset, result, ours, "fusionnet"))
+        print("\n" + verdict(preset, result, ours, "fusionnet"))
   os.makedirs(os.path.dirname(os.path.abspath(OUT.value)), exist_ok=True)
   draw(results).save(OUT.value, format="PNG")
   print(f"\nwrote {OUT.value}")

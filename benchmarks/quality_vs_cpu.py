@@ -143,10 +143,11 @@ def equal_cpu(preset: str, result: dict, ours: str, other: str) -> str:
     else:  # past its largest budget: what it reached with fewer CPU seconds
       cheaper = [v for v in result[other].values() if v[2] <= cpu]
       best = min(cheaper, default=None)
-      if best is not None and best[0] < ergas:
-        cell, ahead = f"{best[0]:.3f} at {best[2]:.0f} s", f"{other}, with less CPU"
-      else:
-        cell, ahead = "-", "not measured at that CPU"
+      cell = "-" if best is None else f"{best[0]:.3f} at {best[2]:.0f} s"
+      # Worse than a cheaper run of theirs is a verdict; better is not, since
+      # their curve may still fall over the CPU seconds not measured.
+      ahead = (f"{other}, with less CPU" if best is not None and best[0] < ergas
+               else "not measured at that CPU")
     lines.append(f"| {steps} | {cpu:.0f} | {ergas:.3f} | {cell} | {ahead} |")
   return "\n".join(lines)
 

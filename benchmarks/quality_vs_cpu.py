@@ -8,8 +8,11 @@ Reads the runs `benchmarks/presets.py` wrote at several step budgets, one
 workdir per budget: ROOT/steps<N>/<preset>/<network>_s<seed>/ (its
 eval/report.json and time.json). Prints, per preset, each network's mean
 validation ERGAS and mean CPU seconds (user + system of the whole run,
-compiles included) at each budget, and draws one panel per preset: ERGAS
-against CPU seconds, one line per network through its budgets.
+compiles included) at each budget; for each run name of ours (--ours), its
+ERGAS beside FusionNet's at the same CPU seconds and the CPU seconds at which
+it draws level, both interpolated between measured budgets; and draws one
+panel per preset: ERGAS against CPU seconds, one line per network through its
+budgets.
 """
 
 import collections
@@ -29,8 +32,9 @@ ROOT = flags.DEFINE_string("root", "runs/scaling", "Folder of the steps<N>/ work
 PRESETS = flags.DEFINE_list("presets", ["ikonos", "wv2", "landsat8"], "Presets.")
 NETWORKS = flags.DEFINE_list("networks", [], "Run names to show (all if empty), "
                              "e.g. sigmoid,residual_norm,fusionnet,dicnn.")
-OURS = flags.DEFINE_list("ours", ["tiny", "small", "base"], "Runs of ours, each "
-                         "set beside FusionNet at equal CPU seconds.")
+OURS = flags.DEFINE_list("ours", ["tiny", "dim24", "small", "base"], "Runs of ours, "
+                         "each set beside FusionNet at equal CPU seconds (dim24: "
+                         "tiny at width 24, the round-3 default).")
 OUT = flags.DEFINE_string("out", "docs/images/quality_vs_cpu.png", "Plot path.")
 
 _PANEL, _BOX = (420, 330), (62, 34, 404, 290)
@@ -72,13 +76,59 @@ def table(preset: str, result: dict) -> str:
 
 def ergas_at(by: dict, cpu: float) -> float | None:
   """A network's ERGAS at `cpu` seconds, linear in log CPU between the two
-  budgets around it; None outside its measured range."""
+  budgets around it (a budget's own at its CPU, if the only one); None
+  outside its measured range."""
   points = sorted((v[2], v[0]) for v in by.values())
+  if len(points) == 1:
+    return points[0][1] if points[0][0] == cpu else None
   for (c0, e0), (c1, e1) in zip(points, points[1:]):
     if c0 <= cpu <= c1:
       w = np.log(cpu / c0) / np.log(c1 / c0) if c1 > c0 else 0.0
       return float(e0 + w * (e1 - e0))
   return None
+
+
+def shared_cpu(ours: dict, other: dict) -> tuple[float, float] | None:
+  """The CPU seconds both networks' measured budgets span, or None."""
+  lo = max(min(v[2] for v in by.values()) for by in (ours, other))
+  hi = min(max(v[2] for v in by.values()) for by in (ours, other))
+  return (lo, hi) if lo <= hi else None
+
+
+def level_at(ours: dict, other: dict) -> float | None:
+  """The fewest CPU seconds at which `ours`' ERGAS is at most `other`'s, both
+  interpolated (ergas_at) over their shared CPU range; None if it never is."""
+  span = shared_cpu(ours, other)
+  if span is None:
+    return None
+  # Both curves are straight in log CPU between these knots, so is their gap.
+  knots = sorted({*span, *(v[2] for by in (ours, other) for v in by.values()
+                           if span[0] < v[2] < span[1])})
+  gaps = [ergas_at(ours, c) - ergas_at(other, c) for c in knots]
+  if gaps[0] <= 0:
+    return knots[0]
+  for c0, c1, g0, g1 in zip(knots, knots[1:], gaps, gaps[1:]):
+    if g1 <= 0:
+      return float(np.exp(np.log(c0) + g0 / (g0 - g1) * np.log(c1 / c0)))
+  return None
+
+
+def verdict(preset: str, result: dict, ours: str, other: str) -> str:
+  """One line: where `ours` draws level with `other` at equal CPU seconds."""
+  span = shared_cpu(result[ours], result[other])
+  if span is None:
+    return f"{preset}: {ours} and {other} have no CPU range in common"
+  cpu = level_at(result[ours], result[other])
+  if cpu is None:
+    gaps = ", ".join(f"{ergas_at(result[ours], c) - ergas_at(result[other], c):+.3f}"
+                     f" at {c:.0f} s" for c in sorted(set(span)))
+    where = (f"at {span[0]:.0f}" if span[0] == span[1]
+             else f"from {span[0]:.0f} to {span[1]:.0f}")
+    return (f"{preset}: {ours} stays behind {other} {where} CPU s "
+            f"(ERGAS {ours} - {other}: {gaps})")
+  return (f"{preset}: {ours} reaches {other} at {cpu:.0f} CPU s, ERGAS "
+          f"{ergas_at(result[ours], cpu):.3f} (interpolated, linear in log CPU "
+          f"between budgets; shared range {span[0]:.0f}-{span[1]:.0f} s)")
 
 
 def equal_cpu(preset: str, result: dict, ours: str, other: str) -> str:
@@ -93,10 +143,11 @@ def equal_cpu(preset: str, result: dict, ours: str, other: str) -> str:
     else:  # past its largest budget: what it reached with fewer CPU seconds
       cheaper = [v for v in result[other].values() if v[2] <= cpu]
       best = min(cheaper, default=None)
-      if best is not None and best[0] < ergas:
-        cell, ahead = f"{best[0]:.3f} at {best[2]:.0f} s", f"{other}, with less CPU"
-      else:
-        cell, ahead = "-", "not measured at that CPU"
+      cell = "-" if best is None else f"{best[0]:.3f} at {best[2]:.0f} s"
+      # Worse than a cheaper run of theirs is a verdict; better is not, since
+      # their curve may still fall over the CPU seconds not measured.
+      ahead = (f"{other}, with less CPU" if best is not None and best[0] < ergas
+               else "not measured at that CPU")
     lines.append(f"| {steps} | {cpu:.0f} | {ergas:.3f} | {cell} | {ahead} |")
   return "\n".join(lines)
 
@@ -140,6 +191,7 @@ def main(argv):
     for ours in OURS.value:
       if ours in result and "fusionnet" in result:
         print(equal_cpu(preset, result, ours, "fusionnet"))
+        print("\n" + verdict(preset, result, ours, "fusionnet"))
   os.makedirs(os.path.dirname(os.path.abspath(OUT.value)), exist_ok=True)
   draw(results).save(OUT.value, format="PNG")
   print(f"\nwrote {OUT.value}")

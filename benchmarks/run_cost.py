@@ -99,7 +99,7 @@ def main(argv):
   jax.block_until_ready(metrics)
   lap(f"{STEPS.value} steps")
   per_step = phases[f"{STEPS.value} steps"] / STEPS.value
-  predict = builder.make_predict(model, int(config.eval_batch_size))
+  predict = builder.make_predict(model)
   variables = {"params": state.ema_params, **state.model_state}
   rows = evaluate.evaluate_source(
       lambda b: predict(variables, b), val_source,

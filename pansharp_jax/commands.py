@@ -67,7 +67,7 @@ def evaluate(config, workdir: str, split: str = "val", *,
     shutil.rmtree(looks, ignore_errors=True)  # panels of an earlier evaluation
     try:
       rows = evaluate_lib.evaluate_source(
-          restored.batch_fn(int(config.eval_batch_size)), source,
+          restored.batch_fn(), source,
           pipeline.eval_batches(source, int(config.eval_batch_size)), full=True,
           sensor=config.data.sensor, quicklook_dir=looks, protocol=kind)
     except (DataError, ConfigError):

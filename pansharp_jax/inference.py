@@ -29,11 +29,10 @@ class Restored:
   variables: dict
   step: int
 
-  def batch_fn(self, batch_size: int = 0) -> Callable[[dict], jax.Array]:
+  def batch_fn(self) -> Callable[[dict], jax.Array]:
     """{ms, pan, lms} batch -> full-resolution output in [0, 1] (a jax array,
-    possibly not ready yet), split over this host's devices; a batch smaller
-    than `batch_size` runs padded to it (`builder.make_predict`)."""
-    predict = builder.make_predict(self.model, batch_size)
+    possibly not ready yet), split over this host's devices."""
+    predict = builder.make_predict(self.model)
     return lambda batch: predict(self.variables, batch)
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import tqdm
 
 from pansharp_jax import quicklook
-from pansharp_jax.data import checks, geotiff, pipeline
+from pansharp_jax.data import checks, geotiff
 from pansharp_jax.data import scene as scene_lib
 from pansharp_jax.data.scene import Scene, SceneWriter
 from pansharp_jax.errors import DataError
@@ -159,8 +159,8 @@ def model_inputs(scene: Scene, row: int, col: int, tile: int):
 
 def _stack(inputs: list[dict], size: int) -> dict[str, np.ndarray]:
   """The batch, padded to `size` tiles by repeating the last (fixed shape)."""
-  return pipeline.pad_rows({k: np.stack([x[k] for x in inputs]) for k in inputs[0]},
-                           size)
+  inputs = inputs + [inputs[-1]] * (size - len(inputs))
+  return {k: np.stack([x[k] for x in inputs]) for k in inputs[0]}
 
 
 def tiled_predict(scene: Scene, predict_batch: BatchFn, options: TileOptions,

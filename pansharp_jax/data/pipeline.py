@@ -108,15 +108,5 @@ def eval_batches(source, batch_size: int):
     yield _stack(run)
 
 
-def pad_rows(batch: dict, size: int) -> dict:
-  """`batch` with copies of its last row appended up to `size` rows (a fixed
-  batch shape, so a jitted forward compiles once)."""
-  missing = size - len(next(iter(batch.values())))
-  if missing <= 0:
-    return batch
-  return {k: np.concatenate([v, np.repeat(np.asarray(v)[-1:], missing, axis=0)])
-          for k, v in batch.items()}
-
-
 def _stack(samples: list[dict]) -> dict[str, np.ndarray]:
   return {k: np.stack([s[k] for s in samples]) for k in samples[0]}

@@ -5,7 +5,6 @@ import functools
 import jax
 import numpy as np
 
-from pansharp_jax.data import pipeline
 from pansharp_jax.models import registry
 from pansharp_jax.train import optimizer as optimizer_lib, parallel
 from pansharp_jax.train import schedule as schedule_lib
@@ -64,13 +63,9 @@ def jit_predict(model):
   return jax.jit(functools.partial(step_lib.predict_fn, model=model))
 
 
-def make_predict(model, batch_size: int = 0):
+def make_predict(model):
   """`predict(variables, batch)`: the eval-mode forward on this host's devices.
 
-  A batch of fewer than `batch_size` rows (a split's last batch) is padded
-  to `batch_size` and its output cut back: it runs the program the full
-  batches compiled instead of compiling its own (the forward is per sample,
-  so the padding leaves the real rows' outputs bit for bit as they were).
   Each batch is split over as many local devices as divide its size (all of
   them for a batch that is a multiple of the device count); the variables are
   replicated onto those devices once per variables object (from this host's
@@ -81,16 +76,13 @@ def make_predict(model, batch_size: int = 0):
   placed = {}  # device count -> (variables, their replicas on those devices)
 
   def predict(variables, batch):
-    rows = len(batch["pan"])
-    batch = pipeline.pad_rows(
-        {k: batch[k] for k in ("ms", "pan", "lms") if k in batch}, batch_size)
     mesh = parallel.local_mesh(len(batch["pan"]))
     count = mesh.devices.size
     if count not in placed or placed[count][0] is not variables:
       placed[count] = (variables,
                        parallel.to_local(variables, mesh))
-    inputs = jax.device_put(batch, parallel.batch_sharding(mesh))
-    output = forward(placed[count][1], inputs)
-    return output if len(output) == rows else output[:rows]
+    inputs = jax.device_put({k: batch[k] for k in ("ms", "pan", "lms") if k in batch},
+                            parallel.batch_sharding(mesh))
+    return forward(placed[count][1], inputs)
 
   return predict

@@ -135,7 +135,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
               plan.source)
 
   # ---- evals ----
-  predict = builder.make_predict(model, int(config.eval_batch_size))
+  predict = builder.make_predict(model)
   best_manager = checkpoint.make_best_manager(workdir)
   state = _with_exported_best(state, checkpoint.best_info(best_manager), config,
                               parallel.replicated(mesh))

@@ -198,3 +198,8 @@ def test_weights_of_the_same_heads_are_accepted(tmp_path):
   config.model.input_norm = "band"
   with pytest.raises(errors.CheckpointError, match="input_norm=sample, the config has band"):
     checkpoint.check_saved_model(config, run)
+  config.model.input_norm = "sample"
+  # The run predates model.full_refine: it has no refinement blocks.
+  config.model.full_refine = 2
+  with pytest.raises(errors.CheckpointError, match="model.full_refine=0, the config has 2"):
+    checkpoint.check_saved_model(config, run)

@@ -64,6 +64,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # (after input_norm), FusionNet's input; ERGAS -9% on Landsat 8, -3% on
   # WorldView-2 at 600 tiny steps (docs/recipes.md).
   model.detail_input = "pan_minus_ms"
+  # Residual conv blocks (3x3, 2 dim) on the full-resolution features
+  # before the full head; 0: none (SPEC). See docs/models.md.
+  model.full_refine = 0
   model.depth = 0                # ASSM blocks per layer; 0: the size's (base 6, large 8; the original builds 1)
   model.dim = 0                  # feature width; 0: the size's (tiny 16, small 32, base 96, large 128)
   model.dtype = "float32"        # compute dtype; params stay float32

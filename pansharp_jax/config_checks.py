@@ -166,6 +166,7 @@ def _check_model(model):
   _one_of(model, "model.", "head", pansharpener.HEADS)
   _one_of(model, "model.", "input_norm", pansharpener.INPUT_NORMS)
   _one_of(model, "model.", "detail_input", pansharpener.DETAIL_INPUTS)
+  _at_least(model, "model.", ("full_refine",), 0)
   _one_of(model, "model.", "directions", DIRECTIONS)
   _one_of(model, "model.", "scan_method", METHODS)
   if model.scan_method == "fused":

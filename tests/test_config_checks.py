@@ -52,6 +52,7 @@ BAD = [
     ("model.head", "tanh", "must be one of sigmoid, residual"),
     ("model.input_norm", "batch", "must be one of none, sample, band"),
     ("model.detail_input", "pan", "must be one of none, pan_minus_ms"),
+    ("model.full_refine", -1, "must be >= 0"),
     ("model.directions", 3, "must be one of 1, 2, 4"),
     ("model.scan_method", "parallel", "must be one of auto, associative"),
     ("model.scan_chunk", 0, "must be >= 1"),

@@ -33,5 +33,6 @@ def test_original_run_as_published():
   # SPEC's heads, inputs, shallow convs and multi-scale loss at every ratio.
   assert (config.model.head, config.model.input_norm, config.model.detail_input,
           config.loss.multiscale_from_ratio) == ("sigmoid", "none", "none", 2)
+  assert config.model.full_refine == 0  # SPEC's decoder: no extra blocks
   assert (config.loss.dsc, config.loss.wacx) == (0.3, 0.5)
   assert (config.data.source, config.data.num_bands, config.data.max_value) == ("photo", 3, 255.0)

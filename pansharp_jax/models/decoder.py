@@ -8,7 +8,10 @@
   1/4:  pool, two ASSM layers, cross attention (0.25), concat + pooled 1/2
         fusion, residual enhance, conv fusion (4 dim), channel context and
         7x7 spatial attention
-  up:   stride-2 transposed conv + 1/2 skip, again + full-resolution skip.
+  up:   stride-2 transposed conv + 1/2 skip, again + full-resolution skip;
+        then `full_refine` residual conv blocks (FusionNet's ResBlock) on
+        the full features (0: none, SPEC): capacity at full resolution,
+        where the detail of ratio 2 lives.
 
 Returns the features the three heads read: (1/4, 1/2, full). `linen_names`:
 the Linen versions' names of the layers (models/linen_paths.py).
@@ -21,8 +24,8 @@ from flax import nnx
 from pansharp_jax.models import scopes
 from pansharp_jax.models.assm import ASSMLayer
 from pansharp_jax.models.cross_attention import CrossModalAttention
-from pansharp_jax.models.layers import (DepthwiseConv, SqueezeExcite, avg_pool2,
-                                        conv, dense)
+from pansharp_jax.models.layers import (DepthwiseConv, ResBlock, SqueezeExcite,
+                                        avg_pool2, conv, dense)
 from pansharp_jax.models.options import BlockOptions
 from pansharp_jax.models.sizes import ModelSize
 from pansharp_jax.models.world import WorldOptions, WorldStateMemory
@@ -93,7 +96,7 @@ class GPPNNDecoder(scopes.Module):
   def __init__(self, num_bands, size: ModelSize,
                blocks: BlockOptions = BlockOptions(),
                world: WorldOptions = WorldOptions(), *, detail_input=False,
-               dtype=jnp.float32, rngs):
+               full_refine=0, dtype=jnp.float32, rngs):
     dim, opts = size.dim, blocks
     kw = dict(dtype=dtype, rngs=rngs)
     for i in range(4):
@@ -118,6 +121,10 @@ class GPPNNDecoder(scopes.Module):
     self.attention = ChannelSpatialAttention(4 * dim, dim, **kw)
     self.up_half = nnx.ConvTranspose(4 * dim, 2 * dim, (2, 2), (2, 2), **kw)
     self.up_full = nnx.ConvTranspose(4 * dim, dim, (2, 2), (2, 2), **kw)
+    # No Linen counterpart: runs before the option have none of these.
+    self.full_refine = full_refine
+    for i in range(full_refine):
+      setattr(self, f"refine_{i}", ResBlock(2 * dim, **kw))
     self.remat = opts.remat
 
   def cross(self, i, ms, pan, train, rngs):
@@ -167,4 +174,6 @@ class GPPNNDecoder(scopes.Module):
     # ---- up: transposed convs with skips ----
     half = jnp.concatenate([nnx.relu(self.up_half(quarter)), half], -1)
     full = jnp.concatenate([nnx.relu(self.up_full(half)), full], -1)
+    for i in range(self.full_refine):
+      full = getattr(self, f"refine_{i}")(full)
     return quarter, half, full

@@ -69,3 +69,16 @@ class SqueezeExcite(scopes.Module):
 def avg_pool2(x):
   """2x2 average pooling, stride 2 (NHWC)."""
   return nnx.avg_pool(x, (2, 2), (2, 2))
+
+
+class ResBlock(scopes.Module):
+  """x + conv3x3(ReLU(conv3x3(x))), the block of PanNet and FusionNet
+  and of our full-resolution refinement."""
+  linen_names = {"conv_in": "Conv_0", "conv_out": "Conv_1"}
+
+  def __init__(self, features, *, dtype, rngs):
+    self.conv_in = conv(features, features, 3, dtype=dtype, rngs=rngs)
+    self.conv_out = conv(features, features, 3, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    return x + self.conv_out(nnx.relu(self.conv_in(x)))

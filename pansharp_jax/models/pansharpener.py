@@ -17,7 +17,9 @@ correction is multiplied back by the lms mean(s), so the network works at
 one scale whatever part of the range a scene occupies. `detail_input`:
 'none' (SPEC) or 'pan_minus_ms': both shallow convs also read the PAN
 replicated over the bands minus lms (after input_norm), the detail that
-FusionNet's convs start from (see DETAIL_INPUTS).
+FusionNet's convs start from (see DETAIL_INPUTS). `full_refine`: residual
+conv blocks on the full-resolution features before the full head (0: none,
+SPEC; decoder.py).
 """
 
 import jax
@@ -106,12 +108,12 @@ class Pansharpener(scopes.Module):
   def __init__(self, num_bands, size: ModelSize,
                blocks: BlockOptions = BlockOptions(),
                world: WorldOptions = WorldOptions(), head="sigmoid",
-               input_norm="none", detail_input="none", *, dtype=jnp.float32,
-               rngs):
+               input_norm="none", detail_input="none", full_refine=0, *,
+               dtype=jnp.float32, rngs):
     dim = size.dim
     self.decoder = GPPNNDecoder(num_bands, size, blocks, world,
                                 detail_input=detail_input != "none",
-                                dtype=dtype, rngs=rngs)
+                                full_refine=full_refine, dtype=dtype, rngs=rngs)
     kw = dict(kind=head, dtype=dtype, rngs=rngs)
     self.head_quarter = Head(4 * dim, num_bands, **kw)
     self.head_half = Head(4 * dim, num_bands, **kw)

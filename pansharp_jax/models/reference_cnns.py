@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from pansharp_jax.models import scopes
-from pansharp_jax.models.layers import conv
+from pansharp_jax.models.layers import ResBlock, conv
 from pansharp_jax.models.pansharpener import check_inputs, upsample
 
 # The box filter whose residual is PanNet's high-pass input.
@@ -42,18 +42,6 @@ def high_pass(x):
   padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
   box = (_HIGH_PASS_BOX, _HIGH_PASS_BOX)
   return x - nnx.avg_pool(padded, box, strides=(1, 1))
-
-
-class ResBlock(scopes.Module):
-  """x + conv3x3(ReLU(conv3x3(x))), the block of PanNet and FusionNet."""
-  linen_names = {"conv_in": "Conv_0", "conv_out": "Conv_1"}
-
-  def __init__(self, features, *, dtype, rngs):
-    self.conv_in = conv(features, features, 3, dtype=dtype, rngs=rngs)
-    self.conv_out = conv(features, features, 3, dtype=dtype, rngs=rngs)
-
-  def __call__(self, x):
-    return x + self.conv_out(nnx.relu(self.conv_in(x)))
 
 
 class ReferenceCNN(scopes.Module):

@@ -12,8 +12,8 @@ skipped on restore in favour of the one before it.
 
 `check_saved_model` refuses weights whose run (its config.json) trained
 another `model.head` / `model.input_norm` (same shapes, other meaning) or
-`model.detail_input` or `model.dim` (other shapes: orbax would fail on them
-obscurely).
+`model.detail_input`, `model.dim` or `model.full_refine` (other shapes or
+layers: orbax would fail on them obscurely).
 """
 
 import json
@@ -33,9 +33,10 @@ from pansharp_jax.train import parallel
 
 # Pansharpener fields that change what its weights mean (head, input_norm:
 # not their shapes; detail_input: the first convs' inputs; dim: every
-# width), with the value runs saved before the field existed had.
+# width; full_refine: layers of their own), with the value runs saved before
+# the field existed had.
 _WEIGHT_FIELDS = {"head": "sigmoid", "input_norm": "none", "detail_input": "none",
-                  "dim": 0}
+                  "dim": 0, "full_refine": 0}
 
 
 def has_steps(folder: str) -> bool:
@@ -49,7 +50,8 @@ def has_steps(folder: str) -> bool:
 
 def check_saved_model(config, workdir: str) -> None:
   """Raises CheckpointError when WORKDIR's weights were trained with another
-  `model.head`, `model.input_norm`, `model.detail_input` or `model.dim` than `config`
+  `model.head`, `model.input_norm`, `model.detail_input`, `model.dim` or
+  `model.full_refine` than `config`
   names (read from the run's config.json): they would load and fuse
   wrongly, or fail to load with orbax's shape error."""
   path = os.path.join(workdir, "config.json")

@@ -174,6 +174,10 @@ def test_weights_trained_with_other_heads_are_refused(tmp_path):
   with pytest.raises(errors.CheckpointError, match="model.dim=0, the config has 24"):
     checkpoint.check_saved_model(config, old)
   config.model.dim = 0
+  with pytest.raises(errors.CheckpointError,
+                     match="model.full_refine=0, the config has 2"):
+    checkpoint.check_saved_model(config, old)
+  config.model.full_refine = 0
   checkpoint.check_saved_model(config, old)
   config.model.dim = 16  # tiny's own width, the weights dim=0 trained
   checkpoint.check_saved_model(config, old)
@@ -189,7 +193,8 @@ def test_weights_of_the_same_heads_are_accepted(tmp_path):
   config = default.get_config()
   run = _run_dir(tmp_path, {"name": "pansharpener", "head": "residual",
                             "input_norm": "sample",
-                            "detail_input": "pan_minus_ms", "dim": 24})
+                            "detail_input": "pan_minus_ms", "dim": 24,
+                            "full_refine": 2})
   checkpoint.check_saved_model(config, run)
   config.model.dim = 0  # tiny's 16, not the 24 the run trained
   with pytest.raises(errors.CheckpointError, match="model.dim=24, the config has 0"):
@@ -197,4 +202,8 @@ def test_weights_of_the_same_heads_are_accepted(tmp_path):
   config.model.dim = 24
   config.model.input_norm = "band"
   with pytest.raises(errors.CheckpointError, match="input_norm=sample, the config has band"):
+    checkpoint.check_saved_model(config, run)
+  config.model.input_norm = "sample"
+  config.model.full_refine = 0  # SPEC's decoder: the run's blocks would not load
+  with pytest.raises(errors.CheckpointError, match="model.full_refine=2, the config has 0"):
     checkpoint.check_saved_model(config, run)

@@ -72,6 +72,10 @@ INPUT_NORMS = ("none", "sample", "band")
 # convs explicitly; without it they read lms and pan apart (each conv is
 # followed by a ReLU), and the network must learn the difference deeper in.
 DETAIL_INPUTS = ("none", "pan_minus_ms")
+# The options a config names as model.<option>, each with the value that a
+# config, or a run saved before the option existed, stands for without it.
+CONFIG_OPTIONS = {"head": "sigmoid", "input_norm": "none",
+                  "detail_input": "none", "full_refine": 0}
 # Floor of the per-sample means of input_norm=sample (a black tile).
 _NORM_FLOOR = 1e-3
 

@@ -60,13 +60,10 @@ def build_model(model_config: ml_collections.ConfigDict, num_bands: int):
       scan_layers=bool(model_config.scan_layers))
   size = sizes.resolve(model_config)
   # Read now: the model is built later (per ratio), from these values only.
-  head = model_config.get("head", "sigmoid")
-  input_norm = model_config.get("input_norm", "none")
-  detail_input = model_config.get("detail_input", "none")
-  full_refine = int(model_config.get("full_refine", 0))
+  chosen = {option: model_config.get(option, default)
+            for option, default in pansharpener.CONFIG_OPTIONS.items()}
   return functional.FunctionalModel(
       lambda ratio, rngs: pansharpener.Pansharpener(
-          num_bands, size, blocks, world_options, head=head,
-          input_norm=input_norm, detail_input=detail_input,
-          full_refine=full_refine, dtype=dtype, rngs=rngs),
+          num_bands, size, blocks, world_options, **chosen, dtype=dtype,
+          rngs=rngs),
       world_options)

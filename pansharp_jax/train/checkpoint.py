@@ -26,17 +26,16 @@ from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 from pansharp_jax.errors import CheckpointError
-from pansharp_jax.models import sizes
+from pansharp_jax.models import pansharpener, sizes
 from pansharp_jax.train import linen_restore
 from pansharp_jax.train import parallel
 
 
 # Pansharpener fields that change what its weights mean (head, input_norm:
-# not their shapes; detail_input: the first convs' inputs; dim: every
-# width; full_refine: layers of their own), with the value runs saved before
+# not their shapes; detail_input: the first convs' inputs; full_refine:
+# layers of their own; dim: every width), with the value runs saved before
 # the field existed had.
-_WEIGHT_FIELDS = {"head": "sigmoid", "input_norm": "none", "detail_input": "none",
-                  "dim": 0, "full_refine": 0}
+_WEIGHT_FIELDS = {**pansharpener.CONFIG_OPTIONS, "dim": 0}
 
 
 def has_steps(folder: str) -> bool:

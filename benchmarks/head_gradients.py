@@ -6,7 +6,7 @@ For each sensor preset (`data/presets.py`; demo: the README demo's sensor),
 one batch of 8 validation tiles (32 px) and the tiny model at one init,
 twice: `model.head=sigmoid` and `residual` (`input_norm=none`, and as
 docs/recipes.md measured them before issue 30's round 2: `detail_input=none`,
-the multi-scale loss at every ratio). Prints the norm of the training
+width 16, no `full_refine` blocks, the multi-scale loss at every ratio). Prints the norm of the training
 loss's gradient (configs/default.py's loss weights, train mode) with
 respect to the three head kernels at the init (heads at zero, so both
 models compute the same output), and with respect to every decoder
@@ -46,6 +46,7 @@ def _config(preset: str):
   # ratio 2 those leave the 1/2 and 1/4 heads without gradient).
   config.model.detail_input = "none"
   config.model.dim = 0  # tiny's width 16 (round 3's default is 24)
+  config.model.full_refine = 0  # no full-resolution blocks (round 4's default: 2)
   config.loss.multiscale_from_ratio = 2
   return config
 

@@ -20,7 +20,7 @@ def get_config():
   config.model.dim = 24
   # Two residual conv blocks on the full-resolution features before the full
   # head (docs/models.md): at 600 steps Landsat 8 (ratio 2) ERGAS -18% on two
-  # seeds, now ahead of FusionNet, and 2-5.5% better on the five ratio-4
+  # seeds, now ahead of FusionNet, and 2-5.5% better on the six ratio-4
   # presets rerun (docs/recipes.md, round 4), for 4-9% more CPU at 32 px.
   config.model.full_refine = 2
   # The recipe that beats the classical baselines within the demo's few

@@ -61,8 +61,10 @@ RECIPES = {
     "tiny": {"model.size": "tiny", "num_train_steps": 800,
              "optim.lr": 3e-3, "optim.warmup_steps": 20,
              "optim.ema_decay": 0.98, "eval_every": 200},
-    # model.dim=0: small's own width 32, not default.py's 24 (set for tiny).
-    "small": {"model.size": "small", "model.dim": 0, "batch_size": 2,
+    # model.dim=0: small's own width 32, not default.py's 24 (set for tiny);
+    # full_refine=0: the network its figures measured, without the blocks.
+    "small": {"model.size": "small", "model.dim": 0, "model.full_refine": 0,
+              "batch_size": 2,
               "num_train_steps": 140,
               "optim.lr": 2e-3, "optim.warmup_steps": 10,
               "optim.ema_decay": 0.9, "eval_every": 70},

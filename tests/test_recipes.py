@@ -49,7 +49,8 @@ def test_table_names_the_metrics_the_model_wins():
 
 
 def test_the_small_recipe_builds_small_at_its_own_width():
-  # configs/default.py sets tiny's width (model.dim=24); small must not inherit it.
+  # configs/default.py sets tiny's width (model.dim=24) and two full-resolution
+  # blocks; small must inherit neither.
   config = default.get_config()
   config.update_from_flattened_dict(recipes.RECIPES["small"])
   ms, pan = np.zeros((1, 4, 4, 4), np.float32), np.zeros((1, 16, 16, 1), np.float32)
@@ -57,3 +58,4 @@ def test_the_small_recipe_builds_small_at_its_own_width():
                           jax.random.PRNGKey(0), ms, pan)
   width = shapes["params"]["decoder"]["ms_first"]["kernel"].shape[-1]
   assert width == sizes.SIZES["small"].dim == 32
+  assert not any(k.startswith("refine_") for k in shapes["params"]["decoder"])

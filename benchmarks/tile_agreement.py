@@ -8,7 +8,7 @@ differ, the blend spreads the difference over the ramp instead of leaving a
 step, but a large one would still show. Ours sees each whole tile (global
 attention and scans) and, with `model.input_norm`, each tile's own mean, so
 the same pixel gets a different input context in each tile. For each run
-(its `config.json` and best export), this renders `--scenes` validation
+(its `config.json` and best export), this renders `--val_scenes` validation
 scenes of its data at `--scene_size` px, cuts `--tile` px tiles every
 `--tile - --overlap` px, predicts them, and prints a Markdown row: the mean
 absolute difference of horizontally neighbouring tiles' outputs in their
@@ -27,7 +27,7 @@ from pansharp_jax import inference
 from pansharp_jax.data import sources
 
 RUNS = flags.DEFINE_list("runs", None, "Run directories (config.json, best/).")
-SCENES = flags.DEFINE_integer("scenes", 6, "Validation scenes per run.")
+VAL_SCENES = flags.DEFINE_integer("val_scenes", 6, "Validation scenes per run.")
 SCENE_SIZE = flags.DEFINE_integer("scene_size", 128, "Scene side (PAN px).")
 TILE = flags.DEFINE_integer("tile", 32, "Tile side (PAN px).")
 OVERLAP = flags.DEFINE_integer("overlap", 16, "Overlap of neighbours (PAN px).")
@@ -72,7 +72,7 @@ def _run_row(run: str) -> str:
   predict = inference.restore(config, run, "best").batch_fn()
   ratio, step = int(config.data.ratio), TILE.value - OVERLAP.value
   differences, corrections = [], []
-  for i in range(SCENES.value):
+  for i in range(VAL_SCENES.value):
     batch, starts = tile_batch(source[i], TILE.value, step, ratio)
     outputs = np.asarray(predict(batch))
     difference, correction = overlap_disagreement(outputs, batch["lms"], starts,
@@ -90,7 +90,7 @@ def _run_row(run: str) -> str:
 def main(argv):
   del argv
   print(f"{TILE.value} px tiles overlapping by {OVERLAP.value} px, "
-        f"{SCENES.value} validation scenes of {SCENE_SIZE.value} px per run\n")
+        f"{VAL_SCENES.value} validation scenes of {SCENE_SIZE.value} px per run\n")
   print("| run | model | input_norm | dim | mean abs A - B | mean correction | ratio |")
   print("|---|---|---|---:|---:|---:|---:|")
   for run in RUNS.value:
